@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Install everything the build and the VM tests need. Idempotent: each step
+# checks first, so a second run on a ready machine takes a second or two.
+set -euo pipefail
+
+. "$(dirname "$0")/env.sh"
+
+apt_packages=(
+	linux-source-6.12 rustc-web rust-web-src
+	libclang-dev clang flex bison bc libelf-dev libssl-dev cpio kmod
+	qemu-system-x86 fio xfsprogs e2fsprogs util-linux coreutils
+	python3-matplotlib
+)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "setup: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's bindgen (0.60) is older than the 0.65 that Linux 6.12 requires.
+if ! "$BINDGEN" --version 2>/dev/null | grep -q "$BINDGEN_VERSION"; then
+	echo "setup: installing bindgen-cli $BINDGEN_VERSION"
+	cargo install --locked --root "$BLKSNAP_CACHE/bindgen" \
+		bindgen-cli --version "$BINDGEN_VERSION"
+fi
+
+if [ ! -f "$KSRC/Makefile" ]; then
+	echo "setup: unpacking $(basename "$KSRC_TARBALL")"
+	rm -rf "$KSRC.tmp"
+	mkdir -p "$KSRC.tmp"
+	tar -xf "$KSRC_TARBALL" -C "$KSRC.tmp" --strip-components=1
+	mv "$KSRC.tmp" "$KSRC"
+fi
