@@ -8,14 +8,15 @@ set -euo pipefail
 
 . "$(dirname "$0")/env.sh"
 flavour=${1:-fast}
+# Rust and KASAN together need Clang (init/Kconfig: !KASAN || CC_IS_CLANG).
 case $flavour in
-fast) fragments=(fast.config) ;;
-debug) fragments=(fast.config debug.config) ;;
+fast) fragments=(fast.config) llvm= ;;
+debug) fragments=(fast.config debug.config) llvm=1 ;;
 *) echo "build-kernel: unknown flavour '$flavour'" >&2; exit 2 ;;
 esac
 
 ksrc_version=$(dpkg-query -W -f='${Version}' linux-source-6.12)
-toolchain="$("$RUSTC" --version) $("$BINDGEN" --version) $(gcc --version | head -1)"
+toolchain="$("$RUSTC" --version) $("$BINDGEN" --version) $(gcc --version | head -1) $(clang --version | head -1) LLVM=$llvm"
 src_key=$( { echo "$ksrc_version"; cat "$TOP"/kernel/patches/*.patch; } |
 	sha256sum | cut -c1-16)
 build_key=$( { echo "$src_key $toolchain"; for f in "${fragments[@]}"; do
@@ -69,7 +70,7 @@ fi
 
 mkdir -p "$build"
 rm -f "$build/.blksnap-built"
-kmake=(make -C "$src" O="$build" RUSTC="$RUSTC" BINDGEN="$BINDGEN" -s)
+kmake=(make -C "$src" O="$build" RUSTC="$RUSTC" BINDGEN="$BINDGEN" LLVM="$llvm" -s)
 echo "build-kernel: configuring $flavour kernel in $build" >&2
 "${kmake[@]}" tinyconfig >&2
 fragment_paths=("$src/kernel/configs/kvm_guest.config")

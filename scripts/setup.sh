@@ -9,7 +9,7 @@ set -euo pipefail
 
 apt_packages=(
 	linux-source-6.12 rustc-web rust-web-src
-	libclang-dev clang flex bison bc libelf-dev libssl-dev cpio kmod
+	libclang-dev clang llvm lld flex bison bc libelf-dev libssl-dev cpio kmod
 	qemu-system-x86 fio xfsprogs e2fsprogs util-linux coreutils
 	python3-matplotlib
 )

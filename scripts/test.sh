@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Run all tests: host unit tests (cargo test), then the VM suite (tests/t_*.sh)
+# on the fast kernel, or on the debug kernel (KASAN, lockdep, kmemleak) with
+# --debug. Further arguments select test scripts.
+# The last line is "N passed, N failed".
+set -euo pipefail
+
+. "$(dirname "$0")/env.sh"
+flavour=fast
+if [ "${1:-}" = --debug ]; then
+	flavour=debug
+	shift
+fi
+
+kdir=$(bash "$TOP/scripts/build.sh" "$flavour")
+
+echo "== host: cargo test"
+host_rc=0
+cargo test -q --manifest-path "$TOP/tools/Cargo.toml" 2>&1 || host_rc=1
+
+echo "== host: uapi header matches the kernel patch"
+cmp "$TOP/uapi/linux/blk-filter.h" "$BLKSNAP_CACHE/kernel/src/include/uapi/linux/blk-filter.h" ||
+	host_rc=1
+
+echo "== VM: $flavour kernel"
+out=$BLKSNAP_CACHE/results-$flavour
+tests=("$@")
+[ ${#tests[@]} -gt 0 ] || tests=(tests/t_*.sh)
+per_test=300
+[ $flavour = debug ] && per_test=900
+env_vars="BLKSNAP_MODULE=$BLKSNAP_CACHE/module-$flavour/blksnap.ko \
+BLKSNAP_TOOLS=$TOP/tools/target/release BLKSNAP_TEST_TIMEOUT=$per_test \
+BLKSNAP_FLAVOUR=$flavour"
+bash "$TOP/scripts/vm.sh" "$kdir" "$out" $(( ${#tests[@]} * per_test + 60 )) \
+	"env $env_vars bash tests/run.sh ${tests[*]}; rc=\$?; bash tests/kmemleak.sh; exit \$rc"
+
+python3 "$TOP/scripts/report.py" "$out" "${#tests[@]}" "$host_rc"

@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Safe wrappers over the C interfaces that Linux 6.12 has no Rust
+//! abstraction for. Every `unsafe` block of blksnap lives under here.
+
+pub(crate) mod bdev;
+pub(crate) mod bio;
+pub(crate) mod blkfilter;
+pub(crate) mod control;
+pub(crate) mod errno;
+pub(crate) mod uapi;

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * What blksnap needs that Rust on Linux 6.12 cannot express: module
+ * parameters (module! has no support for them), the misc device (no Rust
+ * abstraction yet) and static inline functions. No logic lives here.
+ */
+#include <linux/fs.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+
+#include "shim.h"
+
+/* Module parameters, with the names and defaults of upstream blksnap. */
+static unsigned int tracking_block_minimum_shift = 16;
+module_param(tracking_block_minimum_shift, uint, 0644);
+MODULE_PARM_DESC(tracking_block_minimum_shift,
+		 "Smallest change tracking block: 2^shift bytes");
+
+static unsigned int tracking_block_maximum_count = 2097152;
+module_param(tracking_block_maximum_count, uint, 0644);
+MODULE_PARM_DESC(tracking_block_maximum_count,
+		 "Change tracking blocks per device before the block grows");
+
+static unsigned int tracking_block_maximum_shift = 26;
+module_param(tracking_block_maximum_shift, uint, 0644);
+MODULE_PARM_DESC(tracking_block_maximum_shift,
+		 "Largest change tracking block: 2^shift bytes");
+
+static unsigned int chunk_minimum_shift = 18;
+module_param(chunk_minimum_shift, uint, 0644);
+MODULE_PARM_DESC(chunk_minimum_shift,
+		 "Smallest copy-on-write chunk: 2^shift bytes");
+
+static unsigned int chunk_maximum_count_shift = 40;
+module_param(chunk_maximum_count_shift, uint, 0644);
+MODULE_PARM_DESC(chunk_maximum_count_shift,
+		 "At most 2^shift chunks per device before the chunk grows");
+
+static unsigned int chunk_maximum_shift = 26;
+module_param(chunk_maximum_shift, uint, 0644);
+MODULE_PARM_DESC(chunk_maximum_shift,
+		 "Largest copy-on-write chunk: 2^shift bytes");
+
+static unsigned int chunk_maximum_in_queue = 256;
+module_param(chunk_maximum_in_queue, uint, 0644);
+MODULE_PARM_DESC(chunk_maximum_in_queue,
+		 "Chunks waiting to be stored before writers are throttled");
+
+static unsigned int diff_storage_minimum = 2097152;
+module_param(diff_storage_minimum, uint, 0644);
+MODULE_PARM_DESC(diff_storage_minimum,
+		 "Sectors the difference storage grows by");
+
+static long blksnap_control_unlocked_ioctl(struct file *file, unsigned int cmd,
+					   unsigned long arg)
+{
+	return blksnap_control_ioctl(cmd, arg);
+}
+
+static const struct file_operations blksnap_control_fops = {
+	.owner = THIS_MODULE,
+	.unlocked_ioctl = blksnap_control_unlocked_ioctl,
+	.llseek = noop_llseek,
+};
+
+static struct miscdevice blksnap_control_dev = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "blksnap-control",
+	.fops = &blksnap_control_fops,
+};
+
+int blksnap_control_register(void)
+{
+	return misc_register(&blksnap_control_dev);
+}
+
+void blksnap_control_unregister(void)
+{
+	misc_deregister(&blksnap_control_dev);
+}
