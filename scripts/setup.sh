@@ -10,7 +10,7 @@ set -euo pipefail
 apt_packages=(
 	linux-source-6.12 rustc-web rust-web-src
 	libclang-dev clang llvm lld flex bison bc libelf-dev libssl-dev cpio kmod
-	qemu-system-x86 fio xfsprogs e2fsprogs util-linux coreutils
+	qemu-system-x86 fio xfsprogs e2fsprogs util-linux fdisk coreutils python3
 	python3-matplotlib
 )
 
@@ -22,8 +22,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "setup: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q
-	apt-get install -y -q --no-install-recommends "${missing[@]}"
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # Debian's bindgen (0.60) is older than the 0.65 that Linux 6.12 requires.

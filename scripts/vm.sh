@@ -41,7 +41,7 @@ timeout -k 10 "$((timeout + 60))" qemu-system-x86_64 \
 	-accel "$accel" -cpu "$cpu" -smp 2 -m 3G \
 	-display none -no-reboot -monitor none -serial "file:$out/console.log" \
 	-kernel "$kdir/arch/x86/boot/bzImage" \
-	-fsdev local,id=root,path=/,security_model=none,readonly=on \
+	-fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap \
 	-device virtio-9p-pci,fsdev=root,mount_tag=/dev/root \
 	-fsdev local,id=out,path="$out",security_model=none \
 	-device virtio-9p-pci,fsdev=out,mount_tag=blksnap-out \
