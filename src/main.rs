@@ -5,8 +5,10 @@
 //! domain modules (`tracker`, ...) are safe Rust, and `ctl` turns ioctls into
 //! typed requests and errors into errno values.
 
+mod cbt_map;
 mod ctl;
 mod kapi;
+mod math;
 mod tracker;
 
 use kernel::{c_str, prelude::*};

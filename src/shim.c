@@ -7,6 +7,7 @@
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/sched.h>
 
 #include "shim.h"
 
@@ -50,6 +51,23 @@ static unsigned int diff_storage_minimum = 2097152;
 module_param(diff_storage_minimum, uint, 0644);
 MODULE_PARM_DESC(diff_storage_minimum,
 		 "Sectors the difference storage grows by");
+
+void blksnap_tracking_params(struct blksnap_tracking_params *params)
+{
+	params->block_minimum_shift = READ_ONCE(tracking_block_minimum_shift);
+	params->block_maximum_count = READ_ONCE(tracking_block_maximum_count);
+	params->block_maximum_shift = READ_ONCE(tracking_block_maximum_shift);
+}
+
+/*
+ * The filter whose ->submit_bio() runs on this task. task_struct's layout
+ * depends on the config in ways bindgen does not always follow: let the C
+ * compiler find the field.
+ */
+struct blkfilter *blksnap_current_filter(void)
+{
+	return current->blk_filter;
+}
 
 static long blksnap_control_unlocked_ioctl(struct file *file, unsigned int cmd,
 					   unsigned long arg)

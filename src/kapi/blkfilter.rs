@@ -20,6 +20,10 @@ use kernel::{
 
 use super::{bdev::BlockDevice, bio::Bio};
 
+extern "C" {
+    fn blksnap_current_filter() -> *mut bindings::blkfilter;
+}
+
 /// What a block device filter does with the devices it is attached to.
 pub(crate) trait Filter: Send + Sync + Sized {
     /// Create the filter's state for `bdev`; `opt` holds user options.
@@ -117,7 +121,7 @@ unsafe extern "C" fn submit_bio_callback<F: Filter>(bio: *mut bindings::bio) -> 
     // SAFETY: the block layer calls this with a live bio it has not sent on.
     // It also sets current->blk_filter to the device's filter, which stays
     // attached under its SRCU read lock for the whole call.
-    let (bio, flt) = unsafe { (Bio::from_raw(bio), (*bindings::get_current()).blk_filter) };
+    let (bio, flt) = unsafe { (Bio::from_raw(bio), blksnap_current_filter()) };
     // SAFETY: see above: `flt` is an attached filter of this registration.
     let attached = unsafe { Attached::<F>::from_raw(flt) };
     attached.filter.submit_bio(bio)

@@ -7,4 +7,6 @@ pub(crate) mod bio;
 pub(crate) mod blkfilter;
 pub(crate) mod control;
 pub(crate) mod errno;
+pub(crate) mod params;
+pub(crate) mod random;
 pub(crate) mod uapi;

@@ -22,4 +22,10 @@ macro_rules! plain_data {
     )*};
 }
 
-plain_data!(BlksnapVersion);
+plain_data!(
+    BlksnapVersion,
+    BlksnapCbtinfo,
+    BlksnapCbtmap,
+    BlksnapCbtdirty,
+    BlksnapSectors
+);

@@ -44,6 +44,44 @@ pub fn detach(dev: &File) -> io::Result<()> {
     ioctl(dev, BLKFILTER_DETACH, &mut arg)
 }
 
+/// Run blksnap filter command `cmd` on `dev` with `arg` as its buffer.
+fn ctl<T>(dev: &File, cmd: BlkfilterCtlBlksnap, arg: &mut T) -> io::Result<()> {
+    let mut ctl = BlkfilterCtl {
+        name: filter_name(BLKSNAP_FILTER_NAME),
+        cmd: cmd as u32,
+        optlen: std::mem::size_of::<T>() as u32,
+        opt: arg as *mut T as u64,
+    };
+    ioctl(dev, BLKFILTER_CTL, &mut ctl)
+}
+
+/// The change tracking state of `dev`.
+pub fn cbtinfo(dev: &File) -> io::Result<BlksnapCbtinfo> {
+    let mut info = BlksnapCbtinfo::default();
+    ctl(dev, BlkfilterCtlBlksnap::Cbtinfo, &mut info)?;
+    Ok(info)
+}
+
+/// Read the change tracking table of `dev` into `table`, from `offset`.
+pub fn cbtmap(dev: &File, offset: u32, table: &mut [u8]) -> io::Result<()> {
+    let mut arg = BlksnapCbtmap {
+        offset,
+        length: table.len().try_into().map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+        buffer: table.as_mut_ptr() as u64,
+    };
+    ctl(dev, BlkfilterCtlBlksnap::Cbtmap, &mut arg)
+}
+
+/// Mark `ranges` of `dev` as changed.
+pub fn cbtdirty(dev: &File, ranges: &[BlksnapSectors]) -> io::Result<()> {
+    let mut arg = BlksnapCbtdirty {
+        count: ranges.len().try_into().map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+        _pad: 0,
+        dirty_sectors: ranges.as_ptr() as u64,
+    };
+    ctl(dev, BlkfilterCtlBlksnap::Cbtdirty, &mut arg)
+}
+
 /// The version of the module behind the control device `ctl`.
 pub fn version(ctl: &File) -> io::Result<BlksnapVersion> {
     let mut v = BlksnapVersion::default();

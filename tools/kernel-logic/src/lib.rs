@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The module's pure logic (`src/math`), compiled for the host so that it is
+//! unit-tested with `cargo test`. The files are the module's own.
+#![no_std]
+
+#[path = "../../../src/math/cbt.rs"]
+pub mod cbt;
+
+#[cfg(test)]
+mod cbt_tests;
