@@ -12,45 +12,27 @@
 #include "shim.h"
 
 /* Module parameters, with the names and defaults of upstream blksnap. */
-static unsigned int tracking_block_minimum_shift = 16;
-module_param(tracking_block_minimum_shift, uint, 0644);
-MODULE_PARM_DESC(tracking_block_minimum_shift,
-		 "Smallest change tracking block: 2^shift bytes");
+#define BLKSNAP_PARAM(name, value, desc)		\
+	static unsigned int name = value;		\
+	module_param(name, uint, 0644);			\
+	MODULE_PARM_DESC(name, desc)
 
-static unsigned int tracking_block_maximum_count = 2097152;
-module_param(tracking_block_maximum_count, uint, 0644);
-MODULE_PARM_DESC(tracking_block_maximum_count,
-		 "Change tracking blocks per device before the block grows");
-
-static unsigned int tracking_block_maximum_shift = 26;
-module_param(tracking_block_maximum_shift, uint, 0644);
-MODULE_PARM_DESC(tracking_block_maximum_shift,
-		 "Largest change tracking block: 2^shift bytes");
-
-static unsigned int chunk_minimum_shift = 18;
-module_param(chunk_minimum_shift, uint, 0644);
-MODULE_PARM_DESC(chunk_minimum_shift,
-		 "Smallest copy-on-write chunk: 2^shift bytes");
-
-static unsigned int chunk_maximum_count_shift = 40;
-module_param(chunk_maximum_count_shift, uint, 0644);
-MODULE_PARM_DESC(chunk_maximum_count_shift,
-		 "At most 2^shift chunks per device before the chunk grows");
-
-static unsigned int chunk_maximum_shift = 26;
-module_param(chunk_maximum_shift, uint, 0644);
-MODULE_PARM_DESC(chunk_maximum_shift,
-		 "Largest copy-on-write chunk: 2^shift bytes");
-
-static unsigned int chunk_maximum_in_queue = 256;
-module_param(chunk_maximum_in_queue, uint, 0644);
-MODULE_PARM_DESC(chunk_maximum_in_queue,
-		 "Chunks waiting to be stored before writers are throttled");
-
-static unsigned int diff_storage_minimum = 2097152;
-module_param(diff_storage_minimum, uint, 0644);
-MODULE_PARM_DESC(diff_storage_minimum,
-		 "Sectors the difference storage grows by");
+BLKSNAP_PARAM(tracking_block_minimum_shift, 16,
+	      "Smallest change tracking block: 2^shift bytes");
+BLKSNAP_PARAM(tracking_block_maximum_count, 2097152,
+	      "Change tracking blocks per device before the block grows");
+BLKSNAP_PARAM(tracking_block_maximum_shift, 26,
+	      "Largest change tracking block: 2^shift bytes");
+BLKSNAP_PARAM(chunk_minimum_shift, 18,
+	      "Smallest copy-on-write chunk: 2^shift bytes");
+BLKSNAP_PARAM(chunk_maximum_count_shift, 40,
+	      "At most 2^shift chunks per device before the chunk grows");
+BLKSNAP_PARAM(chunk_maximum_shift, 26,
+	      "Largest copy-on-write chunk: 2^shift bytes");
+BLKSNAP_PARAM(chunk_maximum_in_queue, 256,
+	      "Chunks waiting to be stored before writers are throttled");
+BLKSNAP_PARAM(diff_storage_minimum, 2097152,
+	      "Sectors the difference storage grows by");
 
 void blksnap_tracking_params(struct blksnap_tracking_params *params)
 {
