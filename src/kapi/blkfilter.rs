@@ -21,7 +21,9 @@ use kernel::{
 use super::{bdev::BlockDevice, bio::Bio};
 
 extern "C" {
-    fn blksnap_current_filter() -> *mut bindings::blkfilter;
+    // `*mut blkfilter`, untyped: the lint against types without fields would
+    // reach `struct module` through the operations.
+    fn blksnap_current_filter() -> *mut core::ffi::c_void;
 }
 
 /// What a block device filter does with the devices it is attached to.
@@ -121,7 +123,7 @@ unsafe extern "C" fn submit_bio_callback<F: Filter>(bio: *mut bindings::bio) -> 
     // SAFETY: the block layer calls this with a live bio it has not sent on.
     // It also sets current->blk_filter to the device's filter, which stays
     // attached under its SRCU read lock for the whole call.
-    let (bio, flt) = unsafe { (Bio::from_raw(bio), blksnap_current_filter()) };
+    let (bio, flt) = unsafe { (Bio::from_raw(bio), blksnap_current_filter().cast()) };
     // SAFETY: see above: `flt` is an attached filter of this registration.
     let attached = unsafe { Attached::<F>::from_raw(flt) };
     attached.filter.submit_bio(bio)
