@@ -11,8 +11,20 @@ export HOME=/root TMPDIR=/tmp LANG=C
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mount -t tmpfs tmpfs /tmp
+# Writable scratch over /run and /tmp. The checkout or the cache may live
+# under them on the host: bind those back from a view of the host root.
 mount -t tmpfs tmpfs /run
+mkdir /run/host
+mount --bind / /run/host
+mount -t tmpfs tmpfs /tmp
+for p in "$BLKSNAP_TOP" "$BLKSNAP_CACHE"; do
+	case $p in
+	/tmp/* | /run/*)
+		mkdir -p "$p"
+		mount --bind "/run/host$p" "$p"
+		;;
+	esac
+done
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 ln -sf /proc/self/fd /dev/fd
 ln -sf /proc/self/fd/0 /dev/stdin

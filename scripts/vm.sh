@@ -47,6 +47,7 @@ timeout -k 10 "$((timeout + 60))" qemu-system-x86_64 \
 	-device virtio-9p-pci,fsdev=out,mount_tag=blksnap-out \
 	-append "console=ttyS0 panic=-1 oops=panic rootfstype=9p \
 root=/dev/root rootflags=trans=virtio,version=9p2000.L,msize=1048576 ro \
-init=$TOP/scripts/guest-init.sh BLKSNAP_TOP=$TOP BLKSNAP_TIMEOUT=$timeout \
+init=$TOP/scripts/guest-init.sh BLKSNAP_TOP=$TOP BLKSNAP_CACHE=$BLKSNAP_CACHE \
+BLKSNAP_TIMEOUT=$timeout \
 BLKSNAP_CMD=\"$cmd\"" \
 	</dev/null || true
