@@ -10,6 +10,7 @@ truncate -s 256M /tmp/disk
 dev=$(losetup --show -f /tmp/disk)
 show mkfs.ext4 -q "$dev"
 show "$blksnap" attach -d "$dev"
+show "$blksnap" cbtinfo -d "$dev"
 echo "+ cat /sys/class/block/${dev#/dev/}/filter"
 cat "/sys/class/block/${dev#/dev/}/filter"
 mkdir -p /tmp/mnt
@@ -19,4 +20,4 @@ show sha256sum /tmp/mnt/data
 show umount /tmp/mnt
 show "$blksnap" detach -d "$dev"
 show rmmod blksnap
-dmesg | grep blksnap
+dmesg | grep 'blksnap: '
