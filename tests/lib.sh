@@ -18,6 +18,9 @@ run_cleanups() {
 }
 trap run_cleanups EXIT
 
+# Each test reads only its own kernel messages (the console keeps them all).
+dmesg -C
+
 fail() {
 	echo "FAIL: $*"
 	exit 1
@@ -61,4 +64,9 @@ expect_errno() {
 	fi
 	echo "$out"
 	grep -qw "$want" <<<"$out" || fail "'$*' did not fail with $want"
+}
+
+# "major:minor" of a block device.
+dev_id() {
+	printf '%d:%d\n' "0x$(stat -c %t "$1")" "0x$(stat -c %T "$1")"
 }

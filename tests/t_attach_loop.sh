@@ -8,7 +8,7 @@ dev=$(new_loop 64M)
 $BLKSNAP attach -d "$dev" || fail "attach"
 on_exit $BLKSNAP detach -d "$dev"
 [ "$(filter_of "$dev")" = blksnap ] || fail "sysfs filter is '$(filter_of "$dev")'"
-dmesg | grep -q "tracker attached" || fail "no tracker in dmesg"
+dmesg | grep -q "tracker attached to $(dev_id "$dev")," || fail "no tracker in dmesg"
 $BLKSNAP detach -d "$dev" || fail "detach"
 [ -z "$(filter_of "$dev")" ] || fail "filter after detach"
 step "attach again after detach"
