@@ -7,7 +7,7 @@
 use kernel::prelude::*;
 
 use crate::kapi::random;
-use crate::math::cbt::{CbtGeometry, CbtLimits, CbtNumbers};
+use crate::math::cbt::{CbtGeometry, CbtLimits, CbtNumbers, SECTOR_SHIFT};
 
 /// What CBTINFO reports.
 pub(crate) struct CbtInfo {
@@ -63,7 +63,7 @@ impl CbtMap {
 
     pub(crate) fn info(&self) -> CbtInfo {
         CbtInfo {
-            capacity: self.capacity << crate::math::cbt::SECTOR_SHIFT,
+            capacity: self.capacity << SECTOR_SHIFT,
             block_size: self.geometry.block_size(),
             // Checked in `new`.
             block_count: self.write.len() as u32,

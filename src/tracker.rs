@@ -54,13 +54,9 @@ impl Filter for Tracker {
             max_shift: p.block_maximum_shift,
             max_count: p.block_maximum_count.into(),
         };
-        let cbt = KBox::pin_init(new_spinlock!(CbtMap::new(bdev.nr_sectors(), &limits)?), GFP_KERNEL)?;
-        pr_info!(
-            "tracker attached to {}:{}, {} sectors\n",
-            dev_id.0,
-            dev_id.1,
-            bdev.nr_sectors()
-        );
+        let capacity = bdev.nr_sectors();
+        let cbt = KBox::pin_init(new_spinlock!(CbtMap::new(capacity, &limits)?), GFP_KERNEL)?;
+        pr_info!("tracker attached to {}:{}, {} sectors\n", dev_id.0, dev_id.1, capacity);
         Ok(Self { dev_id, cbt })
     }
 
