@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-use crate::cbt::*;
+use crate::math::cbt::*;
 
 const DEFAULTS: CbtLimits = CbtLimits {
     min_shift: 16,

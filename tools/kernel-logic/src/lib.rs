@@ -3,8 +3,11 @@
 //! unit-tested with `cargo test`. The files are the module's own.
 #![no_std]
 
-#[path = "../../../src/math/cbt.rs"]
-pub mod cbt;
+pub mod math;
 
 #[cfg(test)]
 mod cbt_tests;
+#[cfg(test)]
+mod chunk_tests;
+#[cfg(test)]
+mod storage_tests;

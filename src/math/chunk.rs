@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Copy-on-write chunk arithmetic: the chunk size of a device and which
+//! chunks a range of sectors touches.
+//!
+//! Plain `core` Rust, compiled into the module and unit-tested on the host.
+
+use core::ops::Range;
+
+use crate::math::cbt::SECTOR_SHIFT;
+
+/// The module parameters that bound the chunk size.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkLimits {
+    /// Smallest chunk: 2^shift bytes.
+    pub min_shift: u32,
+    /// Largest chunk: 2^shift bytes.
+    pub max_shift: u32,
+    /// At most 2^count_shift chunks per device before the chunk grows.
+    pub max_count_shift: u32,
+}
+
+/// Chunks of one device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkGeometry {
+    /// Device capacity in sectors.
+    pub capacity: u64,
+    /// A chunk is 2^shift bytes.
+    pub shift: u32,
+    /// Chunks covering the device (the last may be partial).
+    pub count: u64,
+}
+
+/// Smallest chunk: a chunk is kept in whole pages.
+const PAGE_SHIFT: u32 = 12;
+/// Largest chunk this code accepts, whatever the parameters say (1 GiB).
+const MAX_SHIFT: u32 = 30;
+
+impl ChunkGeometry {
+    /// The smallest chunk size within `limits`, never below a page nor the
+    /// device's `io_min` bytes, for which the device has at most
+    /// 2^`max_count_shift` chunks; at the largest size, whatever count that
+    /// gives.
+    pub fn new(capacity: u64, io_min: u32, limits: &ChunkLimits) -> Self {
+        let io_min_shift = io_min.max(1).next_power_of_two().trailing_zeros();
+        let max_shift = limits.max_shift.clamp(PAGE_SHIFT, MAX_SHIFT);
+        let mut shift = limits.min_shift.max(io_min_shift).clamp(PAGE_SHIFT, max_shift);
+        let max_count = 1u64 << limits.max_count_shift.min(63);
+        while count_of(capacity, shift) > max_count && shift < max_shift {
+            shift += 1;
+        }
+        Self {
+            capacity,
+            shift,
+            count: count_of(capacity, shift),
+        }
+    }
+
+    /// Sectors per chunk.
+    pub fn sectors(&self) -> u64 {
+        1 << (self.shift - SECTOR_SHIFT)
+    }
+
+    /// Bytes per chunk.
+    pub fn bytes(&self) -> usize {
+        1 << self.shift
+    }
+
+    /// Chunks that sectors `[sector, sector + count)` touch, clipped to the
+    /// device.
+    pub fn chunks(&self, sector: u64, count: u64) -> Range<u64> {
+        if count == 0 {
+            return 0..0;
+        }
+        let shift = self.shift - SECTOR_SHIFT;
+        let first = sector >> shift;
+        let end = (sector.saturating_add(count - 1) >> shift)
+            .saturating_add(1)
+            .min(self.count);
+        first.min(end)..end
+    }
+
+    /// First sector and number of sectors of chunk `index` (the last chunk
+    /// ends at the end of the device).
+    pub fn chunk_sectors(&self, index: u64) -> (u64, u64) {
+        let start = index << (self.shift - SECTOR_SHIFT);
+        (start, self.sectors().min(self.capacity.saturating_sub(start)))
+    }
+}
+
+fn count_of(capacity: u64, shift: u32) -> u64 {
+    let per_chunk = shift - SECTOR_SHIFT;
+    (capacity >> per_chunk) + u64::from(capacity & ((1 << per_chunk) - 1) != 0)
+}
