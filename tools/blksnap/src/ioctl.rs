@@ -2,6 +2,7 @@
 //! The ioctls of the blkfilter and blksnap interfaces, as safe functions.
 
 use blksnap_uapi::*;
+use std::ffi::CStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -42,6 +43,14 @@ pub fn detach(dev: &File) -> io::Result<()> {
         name: filter_name(BLKSNAP_FILTER_NAME),
     };
     ioctl(dev, BLKFILTER_DETACH, &mut arg)
+}
+
+/// Attach the blksnap filter to `dev` unless it is attached already.
+pub fn ensure_attached(dev: &File) -> io::Result<()> {
+    match attach(dev) {
+        Err(e) if e.raw_os_error() == Some(libc::EALREADY) => Ok(()),
+        result => result,
+    }
 }
 
 /// Run blksnap filter command `cmd` on `dev` with `arg` as its buffer.
@@ -87,4 +96,107 @@ pub fn version(ctl: &File) -> io::Result<BlksnapVersion> {
     let mut v = BlksnapVersion::default();
     ioctl(ctl, IOCTL_BLKSNAP_VERSION, &mut v)?;
     Ok(v)
+}
+
+/// Add `dev` to snapshot `id`.
+pub fn snapshot_add(dev: &File, id: &BlksnapUuid) -> io::Result<()> {
+    let mut arg = BlksnapSnapshotadd { id: *id };
+    ctl(dev, BlkfilterCtlBlksnap::Snapshotadd, &mut arg)
+}
+
+/// The snapshot state of `dev`: its error and image name.
+pub fn snapshotinfo(dev: &File) -> io::Result<BlksnapSnapshotinfo> {
+    let mut info = BlksnapSnapshotinfo::default();
+    ctl(dev, BlkfilterCtlBlksnap::Snapshotinfo, &mut info)?;
+    Ok(info)
+}
+
+/// Create a snapshot whose difference storage is `storage`, allowed to grow
+/// to `limit_sect` sectors; returns its id.
+pub fn snapshot_create(control: &File, storage: &CStr, limit_sect: u64) -> io::Result<BlksnapUuid> {
+    let mut arg = BlksnapSnapshotCreate {
+        diff_storage_limit_sect: limit_sect,
+        diff_storage_filename: storage.as_ptr() as u64,
+        id: BlksnapUuid::default(),
+    };
+    ioctl(control, IOCTL_BLKSNAP_SNAPSHOT_CREATE, &mut arg)?;
+    Ok(arg.id)
+}
+
+/// Destroy snapshot `id`.
+pub fn snapshot_destroy(control: &File, id: &BlksnapUuid) -> io::Result<()> {
+    ioctl(control, IOCTL_BLKSNAP_SNAPSHOT_DESTROY, &mut { *id })
+}
+
+/// Take snapshot `id`.
+pub fn snapshot_take(control: &File, id: &BlksnapUuid) -> io::Result<()> {
+    ioctl(control, IOCTL_BLKSNAP_SNAPSHOT_TAKE, &mut { *id })
+}
+
+/// The ids of all snapshots.
+pub fn snapshot_collect(control: &File) -> io::Result<Vec<BlksnapUuid>> {
+    let mut ids = Vec::new();
+    loop {
+        let mut arg = BlksnapSnapshotCollect {
+            // Never truncates: the length only ever comes from a u32 count.
+            count: ids.len() as u32,
+            _pad: 0,
+            // The first call asks for the count only, with no buffer.
+            ids: if ids.is_empty() {
+                0
+            } else {
+                ids.as_mut_ptr() as u64
+            },
+        };
+        match ioctl(control, IOCTL_BLKSNAP_SNAPSHOT_COLLECT, &mut arg) {
+            // Upstream answers a call without a buffer with just the count.
+            Ok(()) if ids.is_empty() && arg.count > 0 => {
+                ids.resize(arg.count as usize, BlksnapUuid::default());
+            }
+            Ok(()) => {
+                ids.truncate(arg.count as usize);
+                return Ok(ids);
+            }
+            // Too small a buffer (none at first, or snapshots were created
+            // since): grow it; a count that does not grow would loop forever.
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) && arg.count as usize > ids.len() => {
+                ids.resize(arg.count as usize, BlksnapUuid::default());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Wait up to `timeout_ms` for the next event of snapshot `id`.
+pub fn snapshot_wait_event(
+    control: &File,
+    id: &BlksnapUuid,
+    timeout_ms: u32,
+) -> io::Result<Box<BlksnapSnapshotEvent>> {
+    // Boxed: the event is a page, too big to pass around on the stack.
+    let mut event = Box::new(BlksnapSnapshotEvent {
+        id: *id,
+        timeout_ms,
+        ..Default::default()
+    });
+    ioctl(control, IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT, &mut *event)?;
+    Ok(event)
+}
+
+/// A struct that the data of an event may hold.
+///
+/// # Safety
+/// Implementors are `repr(C)` structs of integers only, valid for any bytes.
+pub unsafe trait EventPayload: Copy {}
+// SAFETY: integers only.
+unsafe impl EventPayload for BlksnapEventCorrupted {}
+// SAFETY: integers only.
+unsafe impl EventPayload for BlksnapEventNoSpace {}
+
+/// The data of `event` read as a `T`; which `T` depends on `event.code`.
+pub fn event_payload<T: EventPayload>(event: &BlksnapSnapshotEvent) -> T {
+    const { assert!(std::mem::size_of::<T>() <= EVENT_SIZE - 32) };
+    // SAFETY: `data` holds at least `size_of::<T>()` initialised bytes, and
+    // any bytes are a valid `T`; the read need not be aligned.
+    unsafe { std::ptr::read_unaligned(event.data.as_ptr().cast::<T>()) }
 }

@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `blksnap`: manage blksnap change tracking and snapshots.
 
+mod args;
 mod ioctl;
+mod snapshot;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
+use args::{hex, parse_range};
 use blksnap_uapi::BlksnapSectors;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use nix::errno::Errno;
+use serde::Serialize;
+use std::fmt::{self, Display, Formatter};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -62,96 +67,158 @@ enum Command {
         #[arg(short, long = "ranges", value_parser = parse_range, required = true, num_args = 1..)]
         ranges: Vec<BlksnapSectors>,
     },
+    #[command(flatten)]
+    Snapshot(snapshot::Command),
+    /// Write the manual pages, blksnap.1 and one per subcommand, to DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
-/// Parse "SECTOR:COUNT".
-fn parse_range(s: &str) -> Result<BlksnapSectors, String> {
-    let (offset, count) = s.split_once(':').ok_or("expected SECTOR:COUNT")?;
-    Ok(BlksnapSectors {
-        offset: offset.parse().map_err(|e| format!("sector: {e}"))?,
-        count: count.parse().map_err(|e| format!("count: {e}"))?,
-    })
+/// What version reports.
+#[derive(Serialize)]
+struct Version {
+    major: u16,
+    minor: u16,
+    revision: u16,
+    build: u16,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+impl Display for Version {
+    fn fmt(&self, f: &mut Formatter) -> fmt::Result {
+        writeln!(
+            f,
+            "{}.{}.{}.{}",
+            self.major, self.minor, self.revision, self.build
+        )
+    }
+}
+
+/// What cbtinfo reports.
+#[derive(Serialize)]
+struct Cbtinfo {
+    device_capacity: u64,
+    block_size: u32,
+    block_count: u32,
+    generation_id: String,
+    changes_number: u8,
+}
+
+impl Display for Cbtinfo {
+    fn fmt(&self, f: &mut Formatter) -> fmt::Result {
+        writeln!(f, "device_capacity={}", self.device_capacity)?;
+        writeln!(f, "block_size={}", self.block_size)?;
+        writeln!(f, "block_count={}", self.block_count)?;
+        writeln!(f, "generation_id={}", self.generation_id)?;
+        writeln!(f, "changes_number={}", self.changes_number)
+    }
+}
+
+/// Print `report` as one line of JSON with --json, otherwise as its text,
+/// which ends its lines itself.
+fn print<T: Serialize + Display>(json: bool, report: &T) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
 }
 
 const CONTROL_DEVICE: &str = "/dev/blksnap-control";
 
+/// The errno of an OS error.
+fn errno(err: &io::Error) -> Option<Errno> {
+    err.raw_os_error().map(Errno::from_raw)
+}
+
 /// Describe an OS error in words and by errno name, e.g.
-/// "Operation already in progress (EALREADY)".
-fn describe(err: &io::Error) -> String {
-    match err.raw_os_error() {
-        Some(code) => format!("{} ({:?})", Errno::from_raw(code).desc(), Errno::from_raw(code)),
+/// "Operation already in progress (EALREADY)". `words`, when given, replace
+/// the generic ones for an errno that means something particular to the call.
+fn describe(err: &io::Error, words: Option<&str>) -> String {
+    match errno(err) {
+        Some(errno) => format!("{} ({errno:?})", words.unwrap_or(errno.desc())),
         None => err.to_string(),
     }
 }
 
-/// Wrap an ioctl failure with what was being done.
-fn failed(what: &str, path: &Path, err: io::Error) -> anyhow::Error {
-    anyhow::anyhow!("{what} {}: {}", path.display(), describe(&err))
+/// Wrap an ioctl failure with what was being done to what.
+fn failed(what: &str, object: impl Display, err: io::Error) -> anyhow::Error {
+    anyhow!("{what} {object}: {}", describe(&err, None))
 }
 
 fn open_device(path: &Path) -> Result<File> {
     OpenOptions::new()
         .read(true)
         .open(path)
-        .map_err(|e| failed("cannot open", path, e))
+        .map_err(|e| failed("cannot open", path.display(), e))
+}
+
+fn open_control() -> Result<File> {
+    // Read-write, as upstream opens it: the module may ask for write access
+    // to change snapshots.
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(CONTROL_DEVICE)
+        .map_err(|e| {
+            anyhow!(
+                "cannot open {CONTROL_DEVICE}: {}; is the blksnap module loaded?",
+                describe(&e, None)
+            )
+        })
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Version => {
-            let path = Path::new(CONTROL_DEVICE);
-            let ctl = open_device(path).context("is the blksnap module loaded?")?;
-            let v = ioctl::version(&ctl).map_err(|e| failed("cannot get the version from", path, e))?;
-            if cli.json {
-                println!(
-                    "{{\"major\":{},\"minor\":{},\"revision\":{},\"build\":{}}}",
-                    v.major, v.minor, v.revision, v.build
-                );
-            } else {
-                println!("{}.{}.{}.{}", v.major, v.minor, v.revision, v.build);
-            }
+            let v = ioctl::version(&open_control()?)
+                .map_err(|e| failed("cannot get the version from", CONTROL_DEVICE, e))?;
+            let report = Version {
+                major: v.major,
+                minor: v.minor,
+                revision: v.revision,
+                build: v.build,
+            };
+            print(cli.json, &report)?;
         }
         Command::Attach { device } => {
             ioctl::attach(&open_device(&device)?)
-                .map_err(|e| failed("cannot attach the filter to", &device, e))?;
+                .map_err(|e| failed("cannot attach the filter to", device.display(), e))?;
         }
         Command::Detach { device } => {
             ioctl::detach(&open_device(&device)?)
-                .map_err(|e| failed("cannot detach the filter from", &device, e))?;
+                .map_err(|e| failed("cannot detach the filter from", device.display(), e))?;
         }
         Command::Cbtinfo { device } => {
             let info = ioctl::cbtinfo(&open_device(&device)?)
-                .map_err(|e| failed("cannot get the change tracking state of", &device, e))?;
-            let generation = hex(&info.generation_id.b);
-            if cli.json {
-                println!(
-                    "{{\"device_capacity\":{},\"block_size\":{},\"block_count\":{},\"generation_id\":\"{}\",\"changes_number\":{}}}",
-                    info.device_capacity, info.block_size, info.block_count, generation, info.changes_number
-                );
-            } else {
-                println!("device_capacity={}", info.device_capacity);
-                println!("block_size={}", info.block_size);
-                println!("block_count={}", info.block_count);
-                println!("generation_id={generation}");
-                println!("changes_number={}", info.changes_number);
-            }
+                .map_err(|e| failed("cannot get the change tracking state of", device.display(), e))?;
+            let report = Cbtinfo {
+                device_capacity: info.device_capacity,
+                block_size: info.block_size,
+                block_count: info.block_count,
+                generation_id: hex(&info.generation_id.b),
+                changes_number: info.changes_number,
+            };
+            print(cli.json, &report)?;
         }
         Command::Readcbtmap { device, file } => {
             let dev = open_device(&device)?;
             let info = ioctl::cbtinfo(&dev)
-                .map_err(|e| failed("cannot get the change tracking state of", &device, e))?;
+                .map_err(|e| failed("cannot get the change tracking state of", device.display(), e))?;
             let mut table = vec![0u8; info.block_count as usize];
             ioctl::cbtmap(&dev, 0, &mut table)
-                .map_err(|e| failed("cannot read the change tracking table of", &device, e))?;
+                .map_err(|e| failed("cannot read the change tracking table of", device.display(), e))?;
             std::fs::write(&file, &table).with_context(|| format!("cannot write {}", file.display()))?;
         }
         Command::Markdirtyblock { device, ranges } => {
             ioctl::cbtdirty(&open_device(&device)?, &ranges)
-                .map_err(|e| failed("cannot mark changed blocks of", &device, e))?;
+                .map_err(|e| failed("cannot mark changed blocks of", device.display(), e))?;
+        }
+        Command::Snapshot(command) => snapshot::run(command, cli.json)?,
+        Command::Man { dir } => {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))
+                .with_context(|| format!("cannot write the manual pages to {}", dir.display()))?;
         }
     }
     Ok(())
@@ -164,5 +231,182 @@ fn main() -> ExitCode {
             eprintln!("blksnap: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blksnap_uapi::BlksnapUuid;
+    use snapshot::Command as S;
+
+    const ID: &str = "0123abcd-4567-89ef-fedc-ba9876543210";
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from([&["blksnap"], args].concat())
+    }
+
+    fn snapshot(args: &[&str]) -> S {
+        match parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}")).command {
+            Command::Snapshot(command) => command,
+            _ => panic!("{args:?}: not a snapshot command"),
+        }
+    }
+
+    fn id() -> BlksnapUuid {
+        args::parse_uuid(ID).unwrap()
+    }
+
+    #[test]
+    fn clap_definitions() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn snapshot_create() {
+        let S::Create { file, limit, devices } = snapshot(&["snapshot_create", "-f", "/diff", "-l", "1G"])
+        else {
+            panic!()
+        };
+        assert_eq!((file, limit, devices), (PathBuf::from("/diff"), 1 << 21, vec![]));
+
+        let S::Create { limit, devices, .. } = snapshot(&[
+            "snapshot_create",
+            "--file",
+            "/diff",
+            "--limit",
+            "1024",
+            "-d",
+            "/dev/a",
+            "--device",
+            "/dev/b",
+            "-d",
+            "/dev/c",
+            "/dev/d",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(limit, 2);
+        assert_eq!(
+            devices,
+            ["/dev/a", "/dev/b", "/dev/c", "/dev/d"].map(PathBuf::from)
+        );
+
+        for bad in [
+            &["snapshot_create", "-l", "1G"][..],
+            &["snapshot_create", "-f", "/diff"],
+            &["snapshot_create", "-f", "/diff", "-l", "1000"],
+            &["snapshot_create", "-f", "/diff", "-l", "99999999999T"],
+            &["snapshot_create", "-f", "/diff", "-l", "1G", "-d"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn snapshot_add() {
+        let S::Add { id: got, device } = snapshot(&["snapshot_add", "-i", ID, "-d", "/dev/a"]) else {
+            panic!()
+        };
+        assert_eq!((got, device), (id(), PathBuf::from("/dev/a")));
+        let S::Add { id: got, .. } =
+            snapshot(&["snapshot_add", "--id", &ID.replace('-', ""), "--device", "/dev/a"])
+        else {
+            panic!()
+        };
+        assert_eq!(got, id());
+        assert!(parse(&["snapshot_add", "-i", ID]).is_err());
+        assert!(parse(&["snapshot_add", "-d", "/dev/a"]).is_err());
+        assert!(parse(&["snapshot_add", "-i", "nope", "-d", "/dev/a"]).is_err());
+    }
+
+    #[test]
+    fn snapshot_take_destroy_watcher() {
+        let S::Take { id: got } = snapshot(&["snapshot_take", "-i", ID]) else {
+            panic!()
+        };
+        assert_eq!(got, id());
+        let S::Destroy { id: got } = snapshot(&["snapshot_destroy", "--id", ID]) else {
+            panic!()
+        };
+        assert_eq!(got, id());
+        let S::Watcher { id: got } = snapshot(&["snapshot_watcher", "-i", ID]) else {
+            panic!()
+        };
+        assert_eq!(got, id());
+        for command in ["snapshot_take", "snapshot_destroy", "snapshot_watcher"] {
+            assert!(parse(&[command]).is_err(), "{command} without an id accepted");
+            assert!(
+                parse(&[command, "-i", &ID[1..]]).is_err(),
+                "{command} with a short id accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn snapshot_collect() {
+        let cli = parse(&["snapshot_collect", "--json"]).unwrap();
+        assert!(cli.json);
+        assert!(matches!(cli.command, Command::Snapshot(S::Collect)));
+        assert!(parse(&["--json", "snapshot_collect"]).unwrap().json);
+        assert!(!parse(&["snapshot_collect"]).unwrap().json);
+        assert!(parse(&["snapshot_collect", "-i", ID]).is_err());
+    }
+
+    #[test]
+    fn snapshot_info() {
+        let S::Info { device } = snapshot(&["snapshot_info", "-d", "/dev/a"]) else {
+            panic!()
+        };
+        assert_eq!(device, PathBuf::from("/dev/a"));
+        assert!(parse(&["snapshot_info"]).is_err());
+    }
+
+    #[test]
+    fn snapshot_waitevent() {
+        let S::Waitevent { id: got, timeout } = snapshot(&["snapshot_waitevent", "-i", ID, "-t", "500"])
+        else {
+            panic!()
+        };
+        assert_eq!((got, timeout), (id(), 500));
+        assert!(parse(&["snapshot_waitevent", "-i", ID]).is_err());
+        assert!(parse(&["snapshot_waitevent", "-i", ID, "-t", "-1"]).is_err());
+        assert!(parse(&["snapshot_waitevent", "-i", ID, "-t", "4294967296"]).is_err());
+    }
+
+    #[test]
+    fn man_is_hidden() {
+        assert!(matches!(
+            parse(&["man", "/tmp/x"]).unwrap().command,
+            Command::Man { .. }
+        ));
+        let cmd = Cli::command();
+        assert!(cmd.find_subcommand("man").unwrap().is_hide_set());
+    }
+
+    #[test]
+    fn error_words() {
+        let err = io::Error::from_raw_os_error(libc::EALREADY);
+        assert_eq!(describe(&err, None), "Operation already in progress (EALREADY)");
+        assert_eq!(describe(&err, Some("already")), "already (EALREADY)");
+        assert_eq!(
+            failed("cannot attach the filter to", "/dev/x", err).to_string(),
+            "cannot attach the filter to /dev/x: Operation already in progress (EALREADY)"
+        );
+    }
+
+    #[test]
+    fn reports() {
+        let v = Version {
+            major: 2,
+            minor: 0,
+            revision: 0,
+            build: 0,
+        };
+        assert_eq!(v.to_string(), "2.0.0.0\n");
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"major":2,"minor":0,"revision":0,"build":0}"#
+        );
     }
 }

@@ -1,0 +1,428 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The snapshot subcommands.
+
+use crate::args::{parse_sectors, parse_uuid, uuid_string};
+use crate::{describe, errno, failed, ioctl, open_control, open_device, print, CONTROL_DEVICE};
+use anyhow::{anyhow, Result};
+use blksnap_uapi::{
+    BlksnapEventCorrupted, BlksnapEventNoSpace, BlksnapSnapshotEvent, BlksnapSnapshotinfo, BlksnapUuid,
+    BLKSNAP_EVENT_CODE_CORRUPTED, BLKSNAP_EVENT_CODE_NO_SPACE,
+};
+use clap::Subcommand;
+use nix::errno::Errno;
+use serde::Serialize;
+use std::ffi::CString;
+use std::fmt::{self, Display, Formatter};
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// How long snapshot_watcher waits for an event before it checks that the
+/// snapshot still exists.
+const WATCH_TIMEOUT_MS: u32 = 1000;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a snapshot, add block devices to it and print its id.
+    #[command(name = "snapshot_create")]
+    Create {
+        /// The difference storage: a regular file, a block device, or a
+        /// directory to hold an unnamed temporary file.
+        #[arg(short, long, value_name = "STORAGE")]
+        file: PathBuf,
+        /// How big the difference storage may grow, in bytes, a multiple of
+        /// 512; the suffixes K, M, G and T are powers of 1024.
+        #[arg(short, long, value_name = "LIMIT", value_parser = parse_sectors)]
+        limit: u64,
+        /// A block device to add to the snapshot, attaching the filter if needed.
+        #[arg(short, long = "device", value_name = "DEVICE", num_args = 1..)]
+        devices: Vec<PathBuf>,
+    },
+    /// Add a block device to a snapshot, attaching the filter if needed.
+    #[command(name = "snapshot_add")]
+    Add {
+        /// The snapshot id.
+        #[arg(short, long, value_parser = parse_uuid)]
+        id: BlksnapUuid,
+        /// The block device.
+        #[arg(short, long)]
+        device: PathBuf,
+    },
+    /// Take a snapshot: its block devices get their snapshot images.
+    #[command(name = "snapshot_take")]
+    Take {
+        /// The snapshot id.
+        #[arg(short, long, value_parser = parse_uuid)]
+        id: BlksnapUuid,
+    },
+    /// Destroy a snapshot and its images.
+    #[command(name = "snapshot_destroy")]
+    Destroy {
+        /// The snapshot id.
+        #[arg(short, long, value_parser = parse_uuid)]
+        id: BlksnapUuid,
+    },
+    /// Print the ids of all snapshots.
+    #[command(name = "snapshot_collect")]
+    Collect,
+    /// Print the snapshot state of a block device: its error and image.
+    #[command(name = "snapshot_info")]
+    Info {
+        /// The block device.
+        #[arg(short, long)]
+        device: PathBuf,
+    },
+    /// Wait for the next event of a snapshot and print it.
+    #[command(name = "snapshot_waitevent")]
+    Waitevent {
+        /// The snapshot id.
+        #[arg(short, long, value_parser = parse_uuid)]
+        id: BlksnapUuid,
+        /// How long to wait, in milliseconds.
+        #[arg(short, long, value_name = "MS")]
+        timeout: u32,
+    },
+    /// Print the events of a snapshot as they come, until it is destroyed.
+    #[command(name = "snapshot_watcher")]
+    Watcher {
+        /// The snapshot id.
+        #[arg(short, long, value_parser = parse_uuid)]
+        id: BlksnapUuid,
+    },
+}
+
+/// What snapshot_create reports.
+#[derive(Serialize)]
+struct Created {
+    id: String,
+}
+
+impl Display for Created {
+    fn fmt(&self, f: &mut Formatter) -> fmt::Result {
+        writeln!(f, "{}", self.id)
+    }
+}
+
+/// What snapshot_collect reports.
+#[derive(Serialize)]
+struct Collected {
+    ids: Vec<String>,
+}
+
+impl Display for Collected {
+    fn fmt(&self, f: &mut Formatter) -> fmt::Result {
+        self.ids.iter().try_for_each(|id| writeln!(f, "{id}"))
+    }
+}
+
+/// What snapshot_info reports.
+#[derive(Serialize)]
+struct Info {
+    error_code: i32,
+    /// The image's path, or empty before the snapshot is taken.
+    image: String,
+}
+
+impl From<&BlksnapSnapshotinfo> for Info {
+    fn from(info: &BlksnapSnapshotinfo) -> Self {
+        let len = info
+            .image
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(info.image.len());
+        let name = String::from_utf8_lossy(&info.image[..len]);
+        Self {
+            error_code: info.error_code,
+            image: if name.is_empty() {
+                String::new()
+            } else {
+                format!("/dev/{name}")
+            },
+        }
+    }
+}
+
+impl Display for Info {
+    fn fmt(&self, f: &mut Formatter) -> fmt::Result {
+        writeln!(f, "error_code: {}", self.error_code)?;
+        writeln!(f, "image: {}", self.image)
+    }
+}
+
+/// A snapshot event, as snapshot_waitevent and snapshot_watcher report it.
+#[derive(Serialize)]
+struct Event {
+    code: u32,
+    time_label: i64,
+    #[serde(flatten)]
+    kind: EventKind,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+enum EventKind {
+    Corrupted {
+        dev_id_mj: u32,
+        dev_id_mn: u32,
+        err_code: i32,
+    },
+    NoSpace {
+        requested_nr_sect: u64,
+    },
+    Unknown,
+}
+
+impl From<&BlksnapSnapshotEvent> for Event {
+    fn from(event: &BlksnapSnapshotEvent) -> Self {
+        let kind = match event.code {
+            BLKSNAP_EVENT_CODE_CORRUPTED => {
+                let data: BlksnapEventCorrupted = ioctl::event_payload(event);
+                EventKind::Corrupted {
+                    dev_id_mj: data.dev_id_mj,
+                    dev_id_mn: data.dev_id_mn,
+                    err_code: data.err_code,
+                }
+            }
+            BLKSNAP_EVENT_CODE_NO_SPACE => {
+                let data: BlksnapEventNoSpace = ioctl::event_payload(event);
+                EventKind::NoSpace {
+                    requested_nr_sect: data.requested_nr_sect,
+                }
+            }
+            _ => EventKind::Unknown,
+        };
+        Self {
+            code: event.code,
+            time_label: event.time_label,
+            kind,
+        }
+    }
+}
+
+impl Display for Event {
+    fn fmt(&self, f: &mut Formatter) -> fmt::Result {
+        match self.kind {
+            EventKind::Corrupted {
+                dev_id_mj,
+                dev_id_mn,
+                err_code,
+            } => writeln!(
+                f,
+                "event: corrupted dev={dev_id_mj}:{dev_id_mn} error={}",
+                errno_name(err_code)
+            ),
+            EventKind::NoSpace { requested_nr_sect } => {
+                writeln!(f, "event: no_space requested_sectors={requested_nr_sect}")
+            }
+            EventKind::Unknown => writeln!(f, "event: code={}", self.code),
+        }
+    }
+}
+
+/// The name of errno `code`, whichever its sign; the number if it has none.
+fn errno_name(code: i32) -> String {
+    match Errno::from_raw(code.wrapping_abs()) {
+        Errno::UnknownErrno => code.to_string(),
+        errno => format!("{errno:?}"),
+    }
+}
+
+/// Wrap the failure of an ioctl naming snapshot `id`, where ENOENT and ESRCH
+/// mean that there is no such snapshot rather than a file or a process.
+fn snapshot_failed(what: &str, id: &BlksnapUuid, err: io::Error) -> anyhow::Error {
+    let words = matches!(errno(&err), Some(Errno::ENOENT | Errno::ESRCH)).then_some("no such snapshot");
+    anyhow!("{what} {}: {}", uuid_string(id), describe(&err, words))
+}
+
+/// Add `device` to snapshot `id`, attaching the filter first if needed.
+fn add_device(id: &BlksnapUuid, device: &Path) -> Result<()> {
+    let dev = open_device(device)?;
+    ioctl::ensure_attached(&dev).map_err(|e| failed("cannot attach the filter to", device.display(), e))?;
+    ioctl::snapshot_add(&dev, id)
+        .map_err(|e| snapshot_failed(&format!("cannot add {} to snapshot", device.display()), id, e))
+}
+
+pub fn run(command: Command, json: bool) -> Result<()> {
+    match command {
+        Command::Create { file, limit, devices } => {
+            let control = open_control()?;
+            let storage = CString::new(file.as_os_str().as_bytes())
+                .map_err(|_| anyhow!("{}: a path cannot contain a NUL byte", file.display()))?;
+            let id = ioctl::snapshot_create(&control, &storage, limit)
+                .map_err(|e| failed("cannot create a snapshot on", file.display(), e))?;
+            if let Err(err) = devices.iter().try_for_each(|device| add_device(&id, device)) {
+                // Leave no half-made snapshot behind.
+                if let Err(e) = ioctl::snapshot_destroy(&control, &id) {
+                    eprintln!("blksnap: {}", snapshot_failed("cannot destroy snapshot", &id, e));
+                }
+                return Err(err);
+            }
+            print(json, &Created { id: uuid_string(&id) })?;
+        }
+        Command::Add { id, device } => add_device(&id, &device)?,
+        Command::Take { id } => {
+            ioctl::snapshot_take(&open_control()?, &id)
+                .map_err(|e| snapshot_failed("cannot take snapshot", &id, e))?;
+        }
+        Command::Destroy { id } => {
+            ioctl::snapshot_destroy(&open_control()?, &id)
+                .map_err(|e| snapshot_failed("cannot destroy snapshot", &id, e))?;
+        }
+        Command::Collect => {
+            let ids = collect(&open_control()?)?.iter().map(uuid_string).collect();
+            print(json, &Collected { ids })?;
+        }
+        Command::Info { device } => {
+            let info = ioctl::snapshotinfo(&open_device(&device)?)
+                .map_err(|e| failed("cannot get the snapshot state of", device.display(), e))?;
+            print(json, &Info::from(&info))?;
+        }
+        Command::Waitevent { id, timeout } => {
+            let event = ioctl::snapshot_wait_event(&open_control()?, &id, timeout).map_err(|e| {
+                if errno(&e) == Some(Errno::ENOENT) {
+                    let words = format!("no event within {timeout} ms");
+                    anyhow!(
+                        "cannot get an event of snapshot {}: {}",
+                        uuid_string(&id),
+                        describe(&e, Some(&words))
+                    )
+                } else {
+                    snapshot_failed("cannot get an event of snapshot", &id, e)
+                }
+            })?;
+            print(json, &Event::from(&*event))?;
+        }
+        Command::Watcher { id } => watch(&id, json)?,
+    }
+    Ok(())
+}
+
+/// The ids of all snapshots.
+fn collect(control: &File) -> Result<Vec<BlksnapUuid>> {
+    ioctl::snapshot_collect(control).map_err(|e| failed("cannot list the snapshots of", CONTROL_DEVICE, e))
+}
+
+/// Print the events of snapshot `id` until it no longer exists.
+fn watch(id: &BlksnapUuid, json: bool) -> Result<()> {
+    let control = open_control()?;
+    loop {
+        match ioctl::snapshot_wait_event(&control, id, WATCH_TIMEOUT_MS) {
+            Ok(event) => print(json, &Event::from(&*event))?,
+            Err(e) if errno(&e) == Some(Errno::EINTR) => {}
+            // ENOENT is a timeout, which is when to check that the snapshot
+            // is still there; any other error is expected once it is gone.
+            Err(e) => {
+                if !collect(&control)?.contains(id) {
+                    eprintln!("snapshot {} no longer exists", uuid_string(id));
+                    return Ok(());
+                }
+                if errno(&e) != Some(Errno::ENOENT) {
+                    return Err(snapshot_failed("cannot get an event of snapshot", id, e));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blksnap_uapi::IMAGE_DISK_NAME_LEN;
+
+    fn event(code: u32, payload: &[u8]) -> Box<BlksnapSnapshotEvent> {
+        let mut event = Box::new(BlksnapSnapshotEvent {
+            code,
+            time_label: 1234,
+            ..Default::default()
+        });
+        event.data[..payload.len()].copy_from_slice(payload);
+        event
+    }
+
+    fn json(value: &impl Serialize) -> serde_json::Value {
+        serde_json::to_value(value).unwrap()
+    }
+
+    #[test]
+    fn corrupted_event() {
+        let payload: Vec<u8> = [7u32.to_ne_bytes(), 1u32.to_ne_bytes(), 28i32.to_ne_bytes()].concat();
+        let e = Event::from(&*event(BLKSNAP_EVENT_CODE_CORRUPTED, &payload));
+        assert_eq!(e.to_string(), "event: corrupted dev=7:1 error=ENOSPC\n");
+        assert_eq!(
+            json(&e),
+            serde_json::json!({"code": 0, "name": "corrupted", "time_label": 1234,
+                               "dev_id_mj": 7, "dev_id_mn": 1, "err_code": 28})
+        );
+    }
+
+    #[test]
+    fn no_space_event() {
+        let e = Event::from(&*event(BLKSNAP_EVENT_CODE_NO_SPACE, &4096u64.to_ne_bytes()));
+        assert_eq!(e.to_string(), "event: no_space requested_sectors=4096\n");
+        assert_eq!(
+            json(&e),
+            serde_json::json!({"code": 1, "name": "no_space", "time_label": 1234, "requested_nr_sect": 4096})
+        );
+    }
+
+    #[test]
+    fn unknown_event() {
+        let e = Event::from(&*event(77, &[]));
+        assert_eq!(e.to_string(), "event: code=77\n");
+        assert_eq!(
+            json(&e),
+            serde_json::json!({"code": 77, "name": "unknown", "time_label": 1234})
+        );
+    }
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(errno_name(5), "EIO");
+        assert_eq!(errno_name(-5), "EIO");
+        assert_eq!(errno_name(0), "0");
+        assert_eq!(errno_name(99999), "99999");
+        assert_eq!(errno_name(i32::MIN), i32::MIN.to_string());
+    }
+
+    #[test]
+    fn info() {
+        let mut raw = BlksnapSnapshotinfo {
+            error_code: -28,
+            image: [0; IMAGE_DISK_NAME_LEN],
+        };
+        let info = Info::from(&raw);
+        assert_eq!(info.to_string(), "error_code: -28\nimage: \n");
+        assert_eq!(json(&info), serde_json::json!({"error_code": -28, "image": ""}));
+
+        raw.image[..14].copy_from_slice(b"blksnap-7-0\0xy");
+        let info = Info::from(&raw);
+        assert_eq!(info.to_string(), "error_code: -28\nimage: /dev/blksnap-7-0\n");
+        assert_eq!(
+            json(&info),
+            serde_json::json!({"error_code": -28, "image": "/dev/blksnap-7-0"})
+        );
+
+        // A name filling the whole field has no NUL.
+        raw.image = [b'a'; IMAGE_DISK_NAME_LEN];
+        assert_eq!(
+            Info::from(&raw).image,
+            format!("/dev/{}", "a".repeat(IMAGE_DISK_NAME_LEN))
+        );
+    }
+
+    #[test]
+    fn ids() {
+        let c = Collected {
+            ids: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(c.to_string(), "a\nb\n");
+        assert_eq!(json(&c), serde_json::json!({"ids": ["a", "b"]}));
+        let none = Collected { ids: vec![] };
+        assert_eq!(none.to_string(), "");
+        assert_eq!(json(&none), serde_json::json!({"ids": []}));
+        let created = Created { id: "a".into() };
+        assert_eq!(created.to_string(), "a\n");
+        assert_eq!(json(&created), serde_json::json!({"id": "a"}));
+    }
+}
