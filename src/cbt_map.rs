@@ -61,6 +61,20 @@ impl CbtMap {
         self.read[blocks].fill(self.numbers.previous());
     }
 
+    /// Device capacity in sectors the tables cover.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// A snapshot is taken: the read table becomes what the write table
+    /// holds, and writes are marked with the next number. After 254
+    /// snapshots both tables start over in a new generation.
+    pub(crate) fn switch(&mut self) {
+        if self.numbers.switch(&mut self.write, &mut self.read, false) {
+            random::fill(&mut self.generation);
+        }
+    }
+
     pub(crate) fn info(&self) -> CbtInfo {
         CbtInfo {
             capacity: self.capacity << SECTOR_SHIFT,

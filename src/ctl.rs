@@ -4,13 +4,16 @@
 
 use core::mem::size_of;
 use kernel::{
+    bindings,
     prelude::*,
     types::{AsBytes, FromBytes},
     uaccess::UserSlice,
 };
 
 use crate::{
-    kapi::{errno, uapi::*},
+    event_queue::EventKind,
+    kapi::{blkfilter::FilterRef, errno, uapi::*, user::UserCString},
+    snapshots,
     tracker::Tracker,
 };
 
@@ -30,8 +33,92 @@ fn control_ioctl(cmd: u32, arg: usize) -> Result {
                 .writer()
                 .write(&BLKSNAP_VERSION)
         }
+        IOCTL_BLKSNAP_SNAPSHOT_CREATE => {
+            let buf = UserSlice::new(arg, size_of::<BlksnapSnapshotCreate>());
+            let mut req: BlksnapSnapshotCreate = read_request(buf)?;
+            let path = UserCString::copy(req.diff_storage_filename, bindings::PATH_MAX as usize)?;
+            req.id.b = snapshots()?.create(path.as_cstr()?, req.diff_storage_limit_sect)?;
+            let written = UserSlice::new(arg, size_of::<BlksnapSnapshotCreate>())
+                .writer()
+                .write(&req);
+            if written.is_err() {
+                // Nobody could name it: don't leave it behind.
+                let _ = snapshots()?.destroy(&req.id.b);
+            }
+            written
+        }
+        IOCTL_BLKSNAP_SNAPSHOT_DESTROY => snapshots()?.destroy(&read_id(arg)?),
+        IOCTL_BLKSNAP_SNAPSHOT_TAKE => snapshots()?.take(&read_id(arg)?),
+        IOCTL_BLKSNAP_SNAPSHOT_COLLECT => collect(arg),
+        IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT => wait_event(arg),
         _ => Err(ENOTTY),
     }
+}
+
+fn read_id(arg: usize) -> Result<[u8; 16]> {
+    let id: BlksnapUuid = read_request(UserSlice::new(arg, size_of::<BlksnapUuid>()))?;
+    Ok(id.b)
+}
+
+/// SNAPSHOT_COLLECT: the ids if `count` is enough for them, else ENODATA
+/// with `count` set to the number needed.
+fn collect(arg: usize) -> Result {
+    let size = size_of::<BlksnapSnapshotCollect>();
+    let mut req: BlksnapSnapshotCollect = read_request(UserSlice::new(arg, size))?;
+    let ids = snapshots()?.ids()?;
+    let fits = ids.len() <= req.count as usize;
+    if fits {
+        let len = ids.len() * size_of::<BlksnapUuid>();
+        let mut out = UserSlice::new(req.ids as usize, len).writer();
+        for id in ids.iter() {
+            out.write(&BlksnapUuid { b: *id })?;
+        }
+    }
+    req.count = u32::try_from(ids.len()).map_err(|_| EINVAL)?;
+    UserSlice::new(arg, size).writer().write(&req)?;
+    if fits {
+        Ok(())
+    } else {
+        Err(errno::enodata())
+    }
+}
+
+/// Zeroes for the unused part of an event's data.
+static ZEROS: [u8; EVENT_SIZE] = [0; EVENT_SIZE];
+
+/// SNAPSHOT_WAIT_EVENT: wait for the next event of a snapshot and fill in
+/// the rest of the 4 KiB request with it.
+fn wait_event(arg: usize) -> Result {
+    let mut reader = UserSlice::new(arg, EVENT_SIZE).reader();
+    let id: BlksnapUuid = reader.read()?;
+    let timeout_ms: u32 = reader.read()?;
+    let event = snapshots()?.find(&id.b)?.wait_event(timeout_ms)?;
+    // The reply starts at `code`, after the id and the timeout.
+    let header = size_of::<BlksnapUuid>() + size_of::<u32>();
+    let mut out = UserSlice::new(arg + header, EVENT_SIZE - header).writer();
+    let data_len = match event.kind {
+        EventKind::Corrupted { .. } => size_of::<BlksnapEventCorrupted>(),
+        EventKind::NoSpace { .. } => size_of::<BlksnapEventNoSpace>(),
+    };
+    match event.kind {
+        EventKind::Corrupted { dev_id, errno } => {
+            out.write(&BLKSNAP_EVENT_CODE_CORRUPTED)?;
+            out.write(&event.time_ns)?;
+            out.write(&BlksnapEventCorrupted {
+                dev_id_mj: dev_id.0,
+                dev_id_mn: dev_id.1,
+                err_code: errno,
+            })?;
+        }
+        EventKind::NoSpace { requested } => {
+            out.write(&BLKSNAP_EVENT_CODE_NO_SPACE)?;
+            out.write(&event.time_ns)?;
+            out.write(&BlksnapEventNoSpace {
+                requested_nr_sect: requested,
+            })?;
+        }
+    }
+    out.write_slice(&ZEROS[..EVENT_SIZE - 32 - data_len])
 }
 
 /// Read a request of type `T` from the start of `buf`; EINVAL when `buf` is
@@ -57,7 +144,7 @@ fn write_reply<T: AsBytes>(buf: UserSlice, reply: &T) -> Result<u32> {
 
 /// A command of the blksnap filter (BLKFILTER_CTL) for `tracker`; returns the
 /// number of bytes produced in `buf`.
-pub(crate) fn tracker_ctl(tracker: &Tracker, cmd: u32, buf: UserSlice) -> Result<u32> {
+pub(crate) fn tracker_ctl(tracker: &FilterRef<Tracker>, cmd: u32, buf: UserSlice) -> Result<u32> {
     match BlkfilterCtlBlksnap::from_u32(cmd).ok_or(ENOTTY)? {
         BlkfilterCtlBlksnap::Cbtinfo => {
             let info = tracker.cbt_info();
@@ -91,9 +178,21 @@ pub(crate) fn tracker_ctl(tracker: &Tracker, cmd: u32, buf: UserSlice) -> Result
             }
             Ok(0)
         }
-        // TODO[SNAPSHOT]: snapshot commands come with the snapshot core.
-        BlkfilterCtlBlksnap::Snapshotadd | BlkfilterCtlBlksnap::Snapshotinfo => {
-            Err(errno::eopnotsupp())
+        BlkfilterCtlBlksnap::Snapshotadd => {
+            let req: BlksnapSnapshotadd = read_request(buf)?;
+            snapshots()?.find(&req.id.b)?.add(tracker.clone())?;
+            Ok(0)
+        }
+        BlkfilterCtlBlksnap::Snapshotinfo => {
+            let id = tracker.snapshot_id().ok_or(ENOENT)?;
+            let info = snapshots()?.find(&id)?.member_info(tracker)?;
+            write_reply(
+                buf,
+                &BlksnapSnapshotinfo {
+                    error_code: info.error,
+                    image: info.image,
+                },
+            )
         }
     }
 }

@@ -2,16 +2,32 @@
 //! blksnap: block device snapshots and change block tracking.
 //!
 //! Layers: `kapi` wraps the C interfaces (all `unsafe` lives there), the
-//! domain modules (`tracker`, ...) are safe Rust, and `ctl` turns ioctls into
-//! typed requests and errors into errno values.
+//! domain modules (`tracker`, `snapshot`, ...) are safe Rust, and `ctl` turns
+//! ioctls into typed requests and errors into errno values.
 
 mod cbt_map;
 mod ctl;
+mod diff_area;
+mod diff_storage;
+mod event_queue;
 mod kapi;
 mod math;
+mod snapimage;
+mod snapshot;
 mod tracker;
 
-use kernel::{c_str, prelude::*};
+use kernel::{
+    c_str,
+    prelude::*,
+    sync::Arc,
+    workqueue::{HasWork, WorkItem},
+};
+
+use kapi::{
+    global::{Global, Published},
+    workqueue::OwnedQueue,
+};
+use snapshot::Snapshots;
 
 module! {
     type: Blksnap,
@@ -21,18 +37,47 @@ module! {
     license: "GPL",
 }
 
+static SNAPSHOTS: Global<Snapshots> = Global::new();
+static WORKQUEUE: Global<OwnedQueue> = Global::new();
+
+/// The module's snapshots.
+pub(crate) fn snapshots() -> Result<&'static Snapshots> {
+    SNAPSHOTS.get().ok_or(ENODEV)
+}
+
+/// Run `item`'s work `ID` on the module's workqueue (if it is not pending
+/// already).
+pub(crate) fn enqueue<T, const ID: u64>(item: Arc<T>)
+where
+    T: WorkItem<ID, Pointer = Arc<T>> + HasWork<T, ID> + Send + Sync + 'static,
+{
+    // Without the queue (never while anything is attached) the item is
+    // dropped, and with it its held bios: writes go on, image reads fail.
+    if let Some(wq) = WORKQUEUE.get() {
+        let _ = wq.queue().enqueue::<Arc<T>, ID>(item);
+    }
+}
+
 struct Blksnap {
-    // Dropped in this order: no new control request, then no new attach.
+    // Dropped in this order: no new control request, no snapshot (which
+    // stops copy-on-write and removes the images), all work done, then no
+    // new attach.
     _control: kapi::control::Registration,
+    _snapshots: Published<Snapshots>,
+    _workqueue: Published<OwnedQueue>,
     _filter: kapi::blkfilter::Registration<tracker::Tracker>,
 }
 
 impl kernel::Module for Blksnap {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let workqueue = WORKQUEUE.publish(KBox::pin(OwnedQueue::new()?, GFP_KERNEL)?);
+        let snapshots = SNAPSHOTS.publish(KBox::pin_init(Snapshots::new(), GFP_KERNEL)?);
         let filter = kapi::blkfilter::Registration::new(c_str!("blksnap"), module)?;
         let control = kapi::control::Registration::new()?;
         Ok(Self {
             _control: control,
+            _snapshots: snapshots,
+            _workqueue: workqueue,
             _filter: filter,
         })
     }

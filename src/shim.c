@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * What blksnap needs that Rust on Linux 6.12 cannot express: module
- * parameters (module! has no support for them), the misc device (no Rust
- * abstraction yet) and static inline functions. No logic lives here.
+ * parameters (module! has no support for them), the misc device and the
+ * image disk's operations table (no Rust abstraction yet), macros and static
+ * inline functions. No logic lives here.
  */
+#include <linux/blk-filter.h>
+#include <linux/blk-integrity.h>
+#include <linux/blk-mq.h>
+#include <linux/blkdev.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/sched.h>
+#include <linux/sched/mm.h>
 
 #include "shim.h"
 
@@ -41,6 +47,15 @@ void blksnap_tracking_params(struct blksnap_tracking_params *params)
 	params->block_maximum_shift = READ_ONCE(tracking_block_maximum_shift);
 }
 
+void blksnap_snapshot_params(struct blksnap_snapshot_params *params)
+{
+	params->chunk_minimum_shift = READ_ONCE(chunk_minimum_shift);
+	params->chunk_maximum_count_shift = READ_ONCE(chunk_maximum_count_shift);
+	params->chunk_maximum_shift = READ_ONCE(chunk_maximum_shift);
+	params->chunk_maximum_in_queue = READ_ONCE(chunk_maximum_in_queue);
+	params->diff_storage_minimum = READ_ONCE(diff_storage_minimum);
+}
+
 /*
  * The filter whose ->submit_bio() runs on this task. task_struct's layout
  * depends on the config in ways bindgen does not always follow: let the C
@@ -49,6 +64,133 @@ void blksnap_tracking_params(struct blksnap_tracking_params *params)
 struct blkfilter *blksnap_current_filter(void)
 {
 	return current->blk_filter;
+}
+
+void blksnap_filter_get(struct blkfilter *flt)
+{
+	blkfilter_get(flt);
+}
+
+void blksnap_filter_put(struct blkfilter *flt)
+{
+	blkfilter_put(flt);
+}
+
+/* Whether @flt is still the filter of @bdev (only compared, never followed). */
+bool blksnap_filter_attached(struct block_device *bdev, struct blkfilter *flt)
+{
+	return rcu_access_pointer(bdev->bd_filter) == flt;
+}
+
+/* Open a block device by number for reading, shared with other openers. */
+struct file *blksnap_bdev_open(dev_t dev)
+{
+	return bdev_file_open_by_dev(dev, BLK_OPEN_READ, NULL, NULL);
+}
+
+void blksnap_bdev_limits(struct block_device *bdev, struct blksnap_bdev_limits *l)
+{
+	l->logical_block_size = bdev_logical_block_size(bdev);
+	l->physical_block_size = bdev_physical_block_size(bdev);
+	l->io_min = bdev_io_min(bdev);
+}
+
+/* Integrity metadata and inline encryption cannot be copied on write. */
+bool blksnap_bdev_unsupported(struct block_device *bdev)
+{
+	if (bdev_get_integrity(bdev))
+		return true;
+#ifdef CONFIG_BLK_INLINE_ENCRYPTION
+	if (bdev_get_queue(bdev)->crypto_profile)
+		return true;
+#endif
+	return false;
+}
+
+void blksnap_freeze_queue(struct block_device *bdev)
+{
+	blk_mq_freeze_queue(bdev_get_queue(bdev));
+}
+
+void blksnap_unfreeze_queue(struct block_device *bdev)
+{
+	blk_mq_unfreeze_queue(bdev_get_queue(bdev));
+}
+
+/* The device a storage file's data lives on: its own, or its file system's. */
+dev_t blksnap_file_dev(struct file *file)
+{
+	struct inode *inode = file_inode(file);
+
+	return S_ISBLK(inode->i_mode) ? file_bdev(file)->bd_dev : inode->i_sb->s_dev;
+}
+
+bool blksnap_file_is_bdev(struct file *file)
+{
+	return S_ISBLK(file_inode(file)->i_mode);
+}
+
+/* Size in bytes of a regular file or block device; -EINVAL for others. */
+loff_t blksnap_file_size(struct file *file)
+{
+	struct inode *inode = file_inode(file);
+
+	if (S_ISBLK(inode->i_mode))
+		return bdev_nr_bytes(file_bdev(file));
+	if (S_ISREG(inode->i_mode))
+		return i_size_read(inode);
+	return -EINVAL;
+}
+
+unsigned int blksnap_noio_save(void)
+{
+	return memalloc_noio_save();
+}
+
+void blksnap_noio_restore(unsigned int flags)
+{
+	memalloc_noio_restore(flags);
+}
+
+static void blksnap_image_submit_bio(struct bio *bio)
+{
+	struct blksnap_disk_handler *handler = bio->bi_bdev->bd_disk->private_data;
+
+	handler->submit_bio(handler, bio);
+}
+
+static const struct block_device_operations blksnap_image_fops = {
+	.owner = THIS_MODULE,
+	.submit_bio = blksnap_image_submit_bio,
+};
+
+/*
+ * A bio-based disk without partitions whose bios go to @handler. Its number
+ * is allocated when it is added.
+ */
+struct gendisk *blksnap_disk_alloc(struct blksnap_disk_handler *handler, const char *name,
+				   sector_t capacity, const struct blksnap_bdev_limits *l)
+{
+	struct queue_limits lim = {
+		.logical_block_size = l->logical_block_size,
+		.physical_block_size = l->physical_block_size,
+		.io_min = l->io_min,
+	};
+	struct gendisk *disk = blk_alloc_disk(&lim, NUMA_NO_NODE);
+
+	if (IS_ERR(disk))
+		return disk;
+	disk->fops = &blksnap_image_fops;
+	disk->private_data = handler;
+	disk->flags |= GENHD_FL_NO_PART;
+	strscpy(disk->disk_name, name, DISK_NAME_LEN);
+	set_capacity(disk, capacity);
+	return disk;
+}
+
+int blksnap_disk_add(struct gendisk *disk)
+{
+	return add_disk(disk);
 }
 
 static long blksnap_control_unlocked_ioctl(struct file *file, unsigned int cmd,

@@ -1,7 +1,37 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Block devices (`struct block_device`).
+//! Block devices (`struct block_device`): borrowed from the block layer,
+//! held open by number, and frozen around a snapshot take.
 
-use kernel::{bindings, types::Opaque};
+use core::ptr::NonNull;
+use kernel::{bindings, error::from_err_ptr, prelude::*, types::Opaque};
+
+use super::file::File;
+
+// Untyped pointers: the lint against types without fields would reach
+// `struct module` through `struct block_device`.
+extern "C" {
+    fn blksnap_bdev_open(dev: bindings::dev_t) -> *mut core::ffi::c_void;
+    fn blksnap_bdev_limits(bdev: *mut core::ffi::c_void, limits: *mut BdevLimits);
+    fn blksnap_bdev_unsupported(bdev: *mut core::ffi::c_void) -> bool;
+    fn blksnap_freeze_queue(bdev: *mut core::ffi::c_void);
+    fn blksnap_unfreeze_queue(bdev: *mut core::ffi::c_void);
+}
+
+/// (major, minor) of a `dev_t`.
+pub(crate) fn split_dev(dev: bindings::dev_t) -> (u32, u32) {
+    (dev >> bindings::MINORBITS, dev & ((1 << bindings::MINORBITS) - 1))
+}
+
+/// Block sizes of a device.
+///
+/// Must match `struct blksnap_bdev_limits` in `src/shim.h`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct BdevLimits {
+    pub(crate) logical_block_size: u32,
+    pub(crate) physical_block_size: u32,
+    pub(crate) io_min: u32,
+}
 
 /// A block device, borrowed from the block layer.
 ///
@@ -23,12 +53,15 @@ impl BlockDevice {
         unsafe { &*ptr.cast() }
     }
 
+    pub(crate) fn as_raw(&self) -> *mut bindings::block_device {
+        self.0.get()
+    }
+
     /// The device number as (major, minor).
     pub(crate) fn dev_id(&self) -> (u32, u32) {
         // SAFETY: by the type invariant the device is live; `bd_dev` is set
         // when it is created and never changes.
-        let dev = unsafe { (*self.0.get()).bd_dev };
-        (dev >> bindings::MINORBITS, dev & ((1 << bindings::MINORBITS) - 1))
+        split_dev(unsafe { (*self.0.get()).bd_dev })
     }
 
     /// Capacity in 512-byte sectors.
@@ -38,4 +71,79 @@ impl BlockDevice {
         // what bdev_nr_sectors() does as well.
         unsafe { (*self.0.get()).bd_nr_sectors }
     }
+
+    pub(crate) fn limits(&self) -> BdevLimits {
+        let mut limits = BdevLimits::default();
+        // SAFETY: by the type invariant the device is live; `limits` has the
+        // layout the C side writes.
+        unsafe { blksnap_bdev_limits(self.as_raw().cast(), &mut limits) };
+        limits
+    }
+
+    /// Whether its I/O carries what copy-on-write cannot preserve
+    /// (integrity metadata, inline encryption).
+    pub(crate) fn unsupported(&self) -> bool {
+        // SAFETY: by the type invariant the device is live.
+        unsafe { blksnap_bdev_unsupported(self.as_raw().cast()) }
+    }
+
+    /// Freeze the file system on the device (if any), then its queue: no
+    /// write is in flight or can start until the guard is dropped.
+    pub(crate) fn freeze(&self) -> Result<Frozen<'_>> {
+        // SAFETY: by the type invariant the device is live.
+        kernel::error::to_result(unsafe { bindings::bdev_freeze(self.as_raw()) })?;
+        // SAFETY: as above; undone in `Frozen::drop`.
+        unsafe { blksnap_freeze_queue(self.as_raw().cast()) };
+        Ok(Frozen(self))
+    }
 }
+
+/// A frozen device; thawed on drop.
+pub(crate) struct Frozen<'a>(&'a BlockDevice);
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the device is live (borrowed) and was frozen by
+        // `BlockDevice::freeze`, once.
+        unsafe {
+            blksnap_unfreeze_queue(self.0.as_raw().cast());
+            bindings::bdev_thaw(self.0.as_raw());
+        }
+    }
+}
+
+/// A block device held open by number, shared with other openers; the
+/// device stays live (though it may be removed from the system) until drop.
+pub(crate) struct BdevFile {
+    _file: File,
+    bdev: NonNull<bindings::block_device>,
+}
+
+impl BdevFile {
+    pub(crate) fn open(dev_id: (u32, u32)) -> Result<Self> {
+        let dev = (dev_id.0 << bindings::MINORBITS) | dev_id.1;
+        // SAFETY: opening by number has no preconditions; the result is a
+        // file reference or an error pointer.
+        let raw = from_err_ptr(unsafe { blksnap_bdev_open(dev) })?.cast::<bindings::file>();
+        let raw = NonNull::new(raw).ok_or(ENODEV)?;
+        // SAFETY: `raw` is a file reference we now own.
+        let file = unsafe { File::from_raw(raw) };
+        // SAFETY: the file is an open block device.
+        let bdev = unsafe { bindings::file_bdev(file.as_raw()) };
+        Ok(Self {
+            _file: file,
+            bdev: NonNull::new(bdev).ok_or(ENODEV)?,
+        })
+    }
+
+    pub(crate) fn bdev(&self) -> &BlockDevice {
+        // SAFETY: the open file keeps the device live while `self` is.
+        unsafe { BlockDevice::from_raw(self.bdev.as_ptr()) }
+    }
+}
+
+// SAFETY: the device pointer is only used to borrow a `BlockDevice`, which
+// may be used from any thread; `File` is `Send` and `Sync`.
+unsafe impl Send for BdevFile {}
+// SAFETY: as above.
+unsafe impl Sync for BdevFile {}

@@ -1,42 +1,68 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Bios (`struct bio`) seen by a block device filter.
+//! Bios (`struct bio`): the ones a filter takes over from a device, the ones
+//! an image disk receives, and queues of them.
 
-use kernel::{bindings, types::Opaque};
+use core::{marker::PhantomData, ptr::NonNull};
+use kernel::{bindings, prelude::*};
 
-/// A bio on its way to a filtered device.
+/// Reads the common fields of a live bio.
+///
+/// # Safety
+///
+/// `raw` points to a live bio that the caller may read.
+unsafe fn opf(raw: *mut bindings::bio) -> u32 {
+    // SAFETY: see the function's contract.
+    unsafe { (*raw).bi_opf }
+}
+
+fn op_of(opf: u32) -> u32 {
+    opf & ((1 << bindings::REQ_OP_BITS) - 1)
+}
+
+/// A bio that the caller owns: it must end up submitted or ended exactly
+/// once, which the implementors guarantee in `Drop`.
+pub(crate) trait OwnedBio: Sized {
+    fn into_raw(self) -> NonNull<bindings::bio>;
+    /// # Safety
+    ///
+    /// `raw` came from `into_raw` of the same type and is given back once.
+    unsafe fn from_raw(raw: NonNull<bindings::bio>) -> Self;
+}
+
+/// A bio on its way to a filtered device that the filter took over. If it is
+/// dropped it is sent on to the device: a write is never lost.
 ///
 /// # Invariants
 ///
-/// The wrapped `struct bio` is live and not yet submitted further for as long
-/// as the borrow.
-#[repr(transparent)]
-pub(crate) struct Bio(Opaque<bindings::bio>);
+/// `raw` is a live bio that passed the device's filter and that nobody else
+/// submits or ends.
+pub(crate) struct FilteredBio {
+    raw: NonNull<bindings::bio>,
+}
 
-impl Bio {
-    /// Borrow the bio at `ptr`.
+impl FilteredBio {
+    /// Take over the bio at `raw`.
     ///
     /// # Safety
     ///
-    /// `ptr` points to a live bio that nobody else submits or ends for `'a`.
-    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::bio) -> &'a Self {
-        // SAFETY: `Bio` is a transparent wrapper; the caller guarantees
-        // the bio is live for `'a`.
-        unsafe { &*ptr.cast() }
+    /// `raw` is a live bio handed to the filter, which becomes its only owner.
+    pub(crate) unsafe fn new(raw: *mut bindings::bio) -> Option<Self> {
+        NonNull::new(raw).map(|raw| Self { raw })
     }
-}
 
-impl Bio {
+    fn get(&self) -> *mut bindings::bio {
+        self.raw.as_ptr()
+    }
+
     /// Whether the bio changes data on the device: a write, write-zeroes,
     /// discard or secure erase with a non-empty range (an empty flush does
     /// not).
     pub(crate) fn changes_data(&self) -> bool {
-        let raw = self.0.get();
         // SAFETY: by the type invariant the bio is live and ours to read.
-        let (opf, size) = unsafe { ((*raw).bi_opf, (*raw).bi_iter.bi_size) };
-        let op = opf & ((1 << bindings::REQ_OP_BITS) - 1);
+        let (opf, size) = unsafe { (opf(self.get()), (*self.get()).bi_iter.bi_size) };
         size != 0
             && matches!(
-                op,
+                op_of(opf),
                 bindings::req_op_REQ_OP_WRITE
                     | bindings::req_op_REQ_OP_WRITE_ZEROES
                     | bindings::req_op_REQ_OP_DISCARD
@@ -44,10 +70,16 @@ impl Bio {
             )
     }
 
+    /// Whether the submitter asked not to wait (REQ_NOWAIT).
+    pub(crate) fn nowait(&self) -> bool {
+        // SAFETY: by the type invariant the bio is live.
+        unsafe { opf(self.get()) & (1 << bindings::req_flag_bits___REQ_NOWAIT) != 0 }
+    }
+
     /// First sector and number of sectors, in the coordinates of the device
     /// the bio was submitted to: for a partition, its own, not the disk's.
     pub(crate) fn sectors(&self) -> (u64, u64) {
-        let raw = self.0.get();
+        let raw = self.get();
         // SAFETY: by the type invariant the bio is live; its `bi_bdev` is
         // the device it was submitted to, live while the bio is.
         let (sector, size, flags, start) = unsafe {
@@ -64,4 +96,243 @@ impl Bio {
         let sector = if remapped { sector.saturating_sub(start) } else { sector };
         (sector, u64::from(size >> 9))
     }
+
+    /// End the bio with `err` instead of submitting it (EAGAIN for a
+    /// REQ_NOWAIT bio that would wait).
+    pub(crate) fn fail(self, err: Error) {
+        let raw = self.into_raw().as_ptr();
+        // SAFETY: the bio is ours; ending it gives it back to its submitter.
+        unsafe {
+            (*raw).bi_status = bindings::errno_to_blk_status(err.to_errno());
+            bindings::bio_endio(raw);
+        }
+    }
 }
+
+impl OwnedBio for FilteredBio {
+    fn into_raw(self) -> NonNull<bindings::bio> {
+        let raw = self.raw;
+        core::mem::forget(self);
+        raw
+    }
+
+    unsafe fn from_raw(raw: NonNull<bindings::bio>) -> Self {
+        Self { raw }
+    }
+}
+
+impl Drop for FilteredBio {
+    fn drop(&mut self) {
+        // SAFETY: the bio is ours and passed the filter; this sends it to the
+        // device past the filter, once.
+        unsafe { bindings::resubmit_filtered_bio(self.get()) };
+    }
+}
+
+// SAFETY: a bio may be submitted or ended from any thread.
+unsafe impl Send for FilteredBio {}
+
+/// What an image disk's bio asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DiskOp {
+    Read,
+    Write,
+    Flush,
+    Other,
+}
+
+/// A bio sent to one of this module's disks. If it is dropped without being
+/// ended, it ends with an I/O error.
+///
+/// # Invariants
+///
+/// `raw` is a live bio that this driver owns until it ends it.
+pub(crate) struct DiskBio {
+    raw: NonNull<bindings::bio>,
+}
+
+impl DiskBio {
+    /// Take over the bio at `raw`.
+    ///
+    /// # Safety
+    ///
+    /// `raw` is a live bio handed to the driver's `submit_bio`.
+    pub(crate) unsafe fn new(raw: *mut bindings::bio) -> Option<Self> {
+        NonNull::new(raw).map(|raw| Self { raw })
+    }
+
+    fn get(&self) -> *mut bindings::bio {
+        self.raw.as_ptr()
+    }
+
+    pub(crate) fn op(&self) -> DiskOp {
+        // SAFETY: by the type invariant the bio is live.
+        let (opf, size) = unsafe { (opf(self.get()), (*self.get()).bi_iter.bi_size) };
+        match op_of(opf) {
+            bindings::req_op_REQ_OP_READ => DiskOp::Read,
+            bindings::req_op_REQ_OP_WRITE if size > 0 => DiskOp::Write,
+            bindings::req_op_REQ_OP_WRITE | bindings::req_op_REQ_OP_FLUSH => DiskOp::Flush,
+            _ => DiskOp::Other,
+        }
+    }
+
+    /// First sector and number of sectors.
+    pub(crate) fn sectors(&self) -> (u64, u64) {
+        // SAFETY: by the type invariant the bio is live.
+        let iter = unsafe { (*self.get()).bi_iter };
+        (iter.bi_sector, u64::from(iter.bi_size >> 9))
+    }
+
+    /// Call `f(offset, data)` for each piece of the bio's memory, in order;
+    /// `offset` is the byte offset of the piece in the bio's data. A piece
+    /// never crosses a page. Stops at the first error.
+    pub(crate) fn for_each_piece(
+        &mut self,
+        mut f: impl FnMut(usize, &mut [u8]) -> Result,
+    ) -> Result {
+        const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
+        // SAFETY: by the type invariant the bio is live; its iterator and
+        // vector describe its memory and are not changed while we own it.
+        let (mut iter, vecs) = unsafe { ((*self.get()).bi_iter, (*self.get()).bi_io_vec) };
+        let mut offset = 0usize;
+        while iter.bi_size > 0 {
+            // SAFETY: `bi_idx` indexes the bio's vector while `bi_size` says
+            // data is left.
+            let bv = unsafe { *vecs.add(iter.bi_idx as usize) };
+            let in_bv = iter.bi_bvec_done as usize;
+            let len = (bv.bv_len as usize - in_bv).min(iter.bi_size as usize);
+            // A multi-page vector covers physically contiguous pages.
+            let start = bv.bv_offset as usize + in_bv;
+            let mut done = 0;
+            while done < len {
+                let pos = start + done;
+                let n = (PAGE_SIZE - pos % PAGE_SIZE).min(len - done);
+                // SAFETY: the page is the `pos / PAGE_SIZE`-th of the
+                // vector's contiguous range (contiguous `struct page`s on
+                // x86_64's vmemmap); it is mapped for the closure's call
+                // only, and the bio's memory is the driver's while it owns the
+                // bio.
+                let r = unsafe {
+                    let page = bv.bv_page.add(pos / PAGE_SIZE);
+                    let addr = bindings::kmap_local_page(page).cast::<u8>();
+                    let data = core::slice::from_raw_parts_mut(addr.add(pos % PAGE_SIZE), n);
+                    let r = f(offset, data);
+                    bindings::kunmap_local(addr.cast());
+                    r
+                };
+                r?;
+                offset += n;
+                done += n;
+            }
+            iter.bi_size -= len as u32;
+            if in_bv + len == bv.bv_len as usize {
+                iter.bi_idx += 1;
+                iter.bi_bvec_done = 0;
+            } else {
+                iter.bi_bvec_done += len as u32;
+            }
+        }
+        Ok(())
+    }
+
+    /// End the bio: successfully, or with `err`.
+    pub(crate) fn end(self, result: Result) {
+        let raw = self.into_raw().as_ptr();
+        let status = match result {
+            Ok(()) => 0,
+            // SAFETY: any errno value maps to a status.
+            Err(e) => unsafe { bindings::errno_to_blk_status(e.to_errno()) },
+        };
+        // SAFETY: the bio is ours; ending it gives it back.
+        unsafe {
+            (*raw).bi_status = status;
+            bindings::bio_endio(raw);
+        }
+    }
+}
+
+impl OwnedBio for DiskBio {
+    fn into_raw(self) -> NonNull<bindings::bio> {
+        let raw = self.raw;
+        core::mem::forget(self);
+        raw
+    }
+
+    unsafe fn from_raw(raw: NonNull<bindings::bio>) -> Self {
+        Self { raw }
+    }
+}
+
+impl Drop for DiskBio {
+    fn drop(&mut self) {
+        let raw = self.get();
+        // SAFETY: the bio is ours and was not ended: end it, once.
+        unsafe {
+            (*raw).bi_status = bindings::errno_to_blk_status(EIO.to_errno());
+            bindings::bio_endio(raw);
+        }
+    }
+}
+
+// SAFETY: a bio may be ended from any thread.
+unsafe impl Send for DiskBio {}
+
+/// A FIFO of owned bios, linked through `bi_next`: queueing never allocates
+/// and so never fails. Dropping the queue drops its bios.
+///
+/// # Invariants
+///
+/// `head`..`tail` is a `bi_next` chain of bios owned as `B`, ending in null.
+pub(crate) struct BioQueue<B: OwnedBio> {
+    head: *mut bindings::bio,
+    tail: *mut bindings::bio,
+    _owned: PhantomData<B>,
+}
+
+impl<B: OwnedBio> BioQueue<B> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            head: core::ptr::null_mut(),
+            tail: core::ptr::null_mut(),
+            _owned: PhantomData,
+        }
+    }
+
+    pub(crate) fn push(&mut self, bio: B) {
+        let raw = bio.into_raw().as_ptr();
+        // SAFETY: `raw` is now owned by the queue; `tail`, if any, is the
+        // last bio of the chain (type invariant).
+        unsafe {
+            (*raw).bi_next = core::ptr::null_mut();
+            if self.tail.is_null() {
+                self.head = raw;
+            } else {
+                (*self.tail).bi_next = raw;
+            }
+        }
+        self.tail = raw;
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<B> {
+        let raw = NonNull::new(self.head)?;
+        // SAFETY: `raw` is the first bio of the chain, owned by the queue;
+        // unlinked, it goes back to its owner type.
+        unsafe {
+            self.head = (*raw.as_ptr()).bi_next;
+            (*raw.as_ptr()).bi_next = core::ptr::null_mut();
+            if self.head.is_null() {
+                self.tail = core::ptr::null_mut();
+            }
+            Some(B::from_raw(raw))
+        }
+    }
+}
+
+impl<B: OwnedBio> Drop for BioQueue<B> {
+    fn drop(&mut self) {
+        while self.pop().is_some() {}
+    }
+}
+
+// SAFETY: the queue owns its bios, which are `Send` as `B`.
+unsafe impl<B: OwnedBio + Send> Send for BioQueue<B> {}

@@ -7,7 +7,7 @@
 //! `struct blkfilter` is what the block layer holds; the box is freed when the
 //! block layer drops the last reference.
 
-use core::marker::PhantomData;
+use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
 use kernel::{
     bindings,
     error::{to_result, Result},
@@ -18,12 +18,18 @@ use kernel::{
     ThisModule,
 };
 
-use super::{bdev::BlockDevice, bio::Bio};
+use super::{
+    bdev::BlockDevice,
+    bio::{FilteredBio, OwnedBio},
+};
 
 extern "C" {
     // `*mut blkfilter`, untyped: the lint against types without fields would
     // reach `struct module` through the operations.
     fn blksnap_current_filter() -> *mut core::ffi::c_void;
+    fn blksnap_filter_get(flt: *mut core::ffi::c_void);
+    fn blksnap_filter_put(flt: *mut core::ffi::c_void);
+    fn blksnap_filter_attached(bdev: *mut core::ffi::c_void, flt: *mut core::ffi::c_void) -> bool;
 }
 
 /// What a block device filter does with the devices it is attached to.
@@ -33,12 +39,79 @@ pub(crate) trait Filter: Send + Sync + Sized {
 
     /// Run command `cmd` with the user buffer `buf`; returns the number of
     /// bytes produced.
-    fn ctl(&self, cmd: u32, buf: UserSlice) -> Result<u32>;
+    fn ctl(this: &FilterRef<Self>, cmd: u32, buf: UserSlice) -> Result<u32>;
 
-    /// See `bio` before the block layer does. Return true if the filter took
-    /// the bio over.
-    fn submit_bio(&self, bio: &Bio) -> bool;
+    /// See `bio` before the block layer does: give it back to let it go on,
+    /// or keep it (and submit it later, or end it).
+    fn submit_bio(&self, bio: FilteredBio) -> Option<FilteredBio>;
 }
+
+/// A counted reference to an attached filter. The filter may have been
+/// detached since; its state lives until the last reference goes.
+///
+/// # Invariants
+///
+/// `attached` is a live `Attached<F>` on which this holds a reference.
+pub(crate) struct FilterRef<F: Filter> {
+    attached: NonNull<Attached<F>>,
+}
+
+impl<F: Filter> FilterRef<F> {
+    /// Take a new reference to `attached`.
+    fn new(attached: &Attached<F>) -> Self {
+        // SAFETY: the filter is live (borrowed), so its count is not zero.
+        unsafe { blksnap_filter_get(attached.raw.get().cast()) };
+        Self {
+            attached: NonNull::from(attached),
+        }
+    }
+
+    fn raw(&self) -> *mut core::ffi::c_void {
+        // SAFETY: by the type invariant the filter is live.
+        unsafe { self.attached.as_ref() }.raw.get().cast()
+    }
+
+    /// Whether this filter is still the one attached to `bdev`.
+    pub(crate) fn is_attached_to(&self, bdev: &BlockDevice) -> bool {
+        // SAFETY: both are live; the C side only compares pointers.
+        unsafe { blksnap_filter_attached(bdev.as_raw().cast(), self.raw()) }
+    }
+
+    /// Whether `self` and `other` are the same attachment.
+    pub(crate) fn same(&self, other: &Self) -> bool {
+        self.attached == other.attached
+    }
+}
+
+impl<F: Filter> Deref for FilterRef<F> {
+    type Target = F;
+
+    fn deref(&self) -> &F {
+        // SAFETY: by the type invariant the filter is live while we hold the
+        // reference.
+        &unsafe { self.attached.as_ref() }.filter
+    }
+}
+
+impl<F: Filter> Clone for FilterRef<F> {
+    fn clone(&self) -> Self {
+        // SAFETY: by the type invariant the filter is live.
+        Self::new(unsafe { self.attached.as_ref() })
+    }
+}
+
+impl<F: Filter> Drop for FilterRef<F> {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant we hold a reference; given back once.
+        // The last one frees the filter through `detach_callback`.
+        unsafe { blksnap_filter_put(self.raw()) };
+    }
+}
+
+// SAFETY: the filter is `Send + Sync` and its count is atomic.
+unsafe impl<F: Filter> Send for FilterRef<F> {}
+// SAFETY: as above.
+unsafe impl<F: Filter> Sync for FilterRef<F> {}
 
 /// A filter attached to a device, with the `struct blkfilter` the block layer
 /// references it by.
@@ -110,7 +183,8 @@ unsafe extern "C" fn ctl_callback<F: Filter>(
     let attached = unsafe { Attached::<F>::from_raw(flt) };
     // SAFETY: `plen` points to the caller's length for the call's duration.
     let len = unsafe { &mut *plen };
-    match attached.filter.ctl(cmd, UserSlice::new(buf as usize, *len as usize)) {
+    let this = FilterRef::new(attached);
+    match F::ctl(&this, cmd, UserSlice::new(buf as usize, *len as usize)) {
         Ok(produced) => {
             *len = produced;
             0
@@ -123,10 +197,18 @@ unsafe extern "C" fn submit_bio_callback<F: Filter>(bio: *mut bindings::bio) -> 
     // SAFETY: the block layer calls this with a live bio it has not sent on.
     // It also sets current->blk_filter to the device's filter, which stays
     // attached under its SRCU read lock for the whole call.
-    let (bio, flt) = unsafe { (Bio::from_raw(bio), blksnap_current_filter().cast()) };
+    let (bio, flt) = unsafe { (FilteredBio::new(bio), blksnap_current_filter().cast()) };
+    let Some(bio) = bio else { return false };
     // SAFETY: see above: `flt` is an attached filter of this registration.
     let attached = unsafe { Attached::<F>::from_raw(flt) };
-    attached.filter.submit_bio(bio)
+    match attached.filter.submit_bio(bio) {
+        // Passed on: the block layer carries on with it.
+        Some(bio) => {
+            let _ = bio.into_raw();
+            false
+        }
+        None => true,
+    }
 }
 
 /// A registered filter type: user space can attach it by name while this

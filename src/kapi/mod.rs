@@ -5,8 +5,15 @@
 pub(crate) mod bdev;
 pub(crate) mod bio;
 pub(crate) mod blkfilter;
+pub(crate) mod buffer;
 pub(crate) mod control;
+pub(crate) mod disk;
 pub(crate) mod errno;
+pub(crate) mod file;
+pub(crate) mod global;
+pub(crate) mod noio;
 pub(crate) mod params;
 pub(crate) mod random;
 pub(crate) mod uapi;
+pub(crate) mod user;
+pub(crate) mod workqueue;

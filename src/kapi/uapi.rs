@@ -27,5 +27,12 @@ plain_data!(
     BlksnapCbtinfo,
     BlksnapCbtmap,
     BlksnapCbtdirty,
-    BlksnapSectors
+    BlksnapSectors,
+    BlksnapUuid,
+    BlksnapSnapshotadd,
+    BlksnapSnapshotinfo,
+    BlksnapSnapshotCreate,
+    BlksnapSnapshotCollect,
+    BlksnapEventCorrupted,
+    BlksnapEventNoSpace
 );

@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The difference storage of a snapshot: a regular file (grown on demand), a
+//! block device, or an unnamed file in a directory, where the chunks that
+//! writes would overwrite are kept.
+#![forbid(unsafe_code)]
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use kernel::{
+    new_mutex,
+    prelude::*,
+    str::CStr,
+    sync::{Arc, Mutex},
+    workqueue::{impl_has_work, new_work, Work, WorkItem},
+};
+
+use crate::{
+    event_queue::{EventKind, EventQueue},
+    kapi::{
+        buffer::ChunkBuf,
+        file::{File, OpenMode},
+        params,
+    },
+    math::{
+        cbt::SECTOR_SHIFT,
+        storage::{Growth, StorageSpace},
+    },
+};
+
+#[pin_data]
+pub(crate) struct DiffStorage {
+    file: File,
+    /// The device the storage's data lives on, which cannot be in the
+    /// snapshot.
+    data_dev: (u32, u32),
+    // Held across fallocate: allocations wait for a growth in progress.
+    #[pin]
+    space: Mutex<StorageSpace>,
+    events: Arc<EventQueue>,
+    limit_reported: AtomicBool,
+    #[pin]
+    grow_work: Work<DiffStorage>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for DiffStorage { self.grow_work }
+}
+
+impl WorkItem for DiffStorage {
+    type Pointer = Arc<Self>;
+
+    fn run(this: Arc<Self>) {
+        let mut space = this.space.lock();
+        if let Growth::Grow(sectors) = space.growth() {
+            if let Err(e) = this.grow(&mut space, sectors) {
+                pr_warn!("difference storage did not grow: error {}\n", e.to_errno());
+            }
+        }
+    }
+}
+
+impl DiffStorage {
+    /// Open the storage at `path` for a snapshot whose storage may use up to
+    /// `limit` sectors.
+    pub(crate) fn open(path: &CStr, limit: u64, events: Arc<EventQueue>) -> Result<Arc<Self>> {
+        if limit == 0 {
+            return Err(EINVAL);
+        }
+        let file = match File::open(path, OpenMode::Exclusive) {
+            Err(e) if e == EISDIR => File::open(path, OpenMode::TmpFileIn)?,
+            r => r?,
+        };
+        let size = file.size()? >> SECTOR_SHIFT;
+        let step = u64::from(params::snapshot().diff_storage_minimum);
+        let space = if file.is_bdev() {
+            // A device does not grow: the limit only caps how much is used.
+            let capacity = size.min(limit);
+            StorageSpace::new(capacity, capacity, step)
+        } else {
+            StorageSpace::new(size, limit, step)
+        };
+        Arc::pin_init(
+            pin_init!(Self {
+                data_dev: file.data_dev(),
+                file,
+                space <- new_mutex!(space),
+                events,
+                limit_reported: AtomicBool::new(false),
+                grow_work <- new_work!("DiffStorage::grow_work"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    pub(crate) fn data_dev(&self) -> (u32, u32) {
+        self.data_dev
+    }
+
+    /// Start growing ahead of need.
+    pub(crate) fn prepare(self: &Arc<Self>) {
+        if let Growth::Grow(_) = self.space.lock().growth() {
+            crate::enqueue::<_, 0>(self.clone());
+        }
+    }
+
+    fn grow(&self, space: &mut StorageSpace, sectors: u64) -> Result {
+        self.file
+            .allocate(space.capacity << SECTOR_SHIFT, sectors << SECTOR_SHIFT)?;
+        space.grown(sectors);
+        Ok(())
+    }
+
+    fn report_limit(&self, requested: u64) {
+        if !self.limit_reported.swap(true, Ordering::Relaxed) {
+            pr_warn!("difference storage limit reached\n");
+            self.events.push(EventKind::NoSpace { requested });
+        }
+    }
+
+    /// Space for `sectors`: returns its first sector. Grows the storage now if
+    /// it must (the caller is a worker and may wait), in the background if it
+    /// soon will; ENOSPC when the limit leaves no room.
+    pub(crate) fn alloc(self: &Arc<Self>, sectors: u64) -> Result<u64> {
+        let mut space = self.space.lock();
+        loop {
+            if let Some(start) = space.alloc(sectors) {
+                match space.growth() {
+                    Growth::None => {}
+                    Growth::Grow(_) => crate::enqueue::<_, 0>(self.clone()),
+                    Growth::LimitReached => self.report_limit(space.step),
+                }
+                return Ok(start);
+            }
+            match space.next_step() {
+                Some(step) => {
+                    if let Err(e) = self.grow(&mut space, step) {
+                        pr_err!("difference storage cannot grow: error {}\n", e.to_errno());
+                        return Err(ENOSPC);
+                    }
+                }
+                None => {
+                    self.report_limit(sectors);
+                    return Err(ENOSPC);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn write(&self, buf: &ChunkBuf, sector: u64) -> Result {
+        buf.write_to_file(&self.file, sector << SECTOR_SHIFT)
+    }
+
+    pub(crate) fn read(&self, buf: &mut ChunkBuf, sector: u64) -> Result {
+        buf.read_from_file(&self.file, sector << SECTOR_SHIFT)
+    }
+}

@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Files the module opens itself (`struct file`): the difference storage.
+
+use core::ptr::NonNull;
+use kernel::{bindings, error::from_err_ptr, prelude::*, str::CStr};
+
+// Untyped pointers: the lint against types without fields would reach
+// `struct module` through `struct file`.
+extern "C" {
+    fn blksnap_file_dev(file: *mut core::ffi::c_void) -> bindings::dev_t;
+    fn blksnap_file_size(file: *mut core::ffi::c_void) -> bindings::loff_t;
+    fn blksnap_file_is_bdev(file: *mut core::ffi::c_void) -> bool;
+}
+
+/// An open file, closed on drop.
+///
+/// # Invariants
+///
+/// `raw` is a file reference we hold until drop.
+pub(crate) struct File {
+    raw: NonNull<bindings::file>,
+}
+
+/// How to open the difference storage.
+#[derive(Clone, Copy)]
+pub(crate) enum OpenMode {
+    /// An existing regular file or block device, read-write and exclusive
+    /// (a block device is claimed; a file is not opened a second time).
+    Exclusive,
+    /// A new unnamed file in a directory, gone when closed.
+    TmpFileIn,
+}
+
+impl File {
+    /// Open `path` in the kernel's name space.
+    pub(crate) fn open(path: &CStr, mode: OpenMode) -> Result<Self> {
+        let flags = match mode {
+            OpenMode::Exclusive => bindings::O_RDWR | bindings::O_EXCL | bindings::O_LARGEFILE,
+            OpenMode::TmpFileIn => bindings::O_RDWR | bindings::O_TMPFILE | bindings::O_LARGEFILE,
+        };
+        // SAFETY: `path` is NUL-terminated; filp_open returns a file
+        // reference or an error pointer.
+        let raw = from_err_ptr(unsafe { bindings::filp_open(path.as_char_ptr(), flags as i32, 0o600) })?;
+        Ok(Self {
+            raw: NonNull::new(raw).ok_or(EINVAL)?,
+        })
+    }
+
+    /// Take over a file reference.
+    ///
+    /// # Safety
+    ///
+    /// `raw` is a file reference the caller gives up.
+    pub(super) unsafe fn from_raw(raw: NonNull<bindings::file>) -> Self {
+        Self { raw }
+    }
+
+    pub(super) fn as_raw(&self) -> *mut bindings::file {
+        self.raw.as_ptr()
+    }
+
+    /// The device its data lives on: its own for a block device, its file
+    /// system's for a regular file, as (major, minor).
+    pub(crate) fn data_dev(&self) -> (u32, u32) {
+        // SAFETY: by the type invariant the file is open.
+        super::bdev::split_dev(unsafe { blksnap_file_dev(self.as_raw().cast()) })
+    }
+
+    /// Whether it is a block device.
+    pub(crate) fn is_bdev(&self) -> bool {
+        // SAFETY: by the type invariant the file is open.
+        unsafe { blksnap_file_is_bdev(self.as_raw().cast()) }
+    }
+
+    /// Size in bytes (EINVAL if it is neither a regular file nor a block
+    /// device).
+    pub(crate) fn size(&self) -> Result<u64> {
+        // SAFETY: by the type invariant the file is open.
+        let size = unsafe { blksnap_file_size(self.as_raw().cast()) };
+        u64::try_from(size).map_err(|_| Error::from_errno(size as i32))
+    }
+
+    /// Allocate `len` bytes at `offset`, extending the file.
+    pub(crate) fn allocate(&self, offset: u64, len: u64) -> Result {
+        let offset = i64::try_from(offset).map_err(|_| EFBIG)?;
+        let len = i64::try_from(len).map_err(|_| EFBIG)?;
+        // SAFETY: by the type invariant the file is open for writing.
+        kernel::error::to_result(unsafe { bindings::vfs_fallocate(self.as_raw(), 0, offset, len) })
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant we hold this reference; it is given
+        // back once.
+        unsafe { bindings::fput(self.as_raw()) };
+    }
+}
+
+// SAFETY: a file reference may be used and put from any thread.
+unsafe impl Send for File {}
+// SAFETY: the operations used are safe to call concurrently.
+unsafe impl Sync for File {}

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Snapshots: a group of devices taken together, their difference storage
+//! and events, and the module's list of them.
+#![forbid(unsafe_code)]
+
+use kernel::{
+    new_mutex,
+    prelude::*,
+    rbtree::{RBTree, RBTreeNode},
+    str::CStr,
+    sync::{Arc, Mutex},
+};
+
+use crate::{
+    diff_area::DiffArea,
+    diff_storage::DiffStorage,
+    event_queue::{Event, EventQueue},
+    kapi::{bdev::BdevFile, blkfilter::FilterRef, errno, random},
+    snapimage::{SnapImage, NAME_LEN},
+    tracker::Tracker,
+};
+
+/// The id user space names a snapshot by (a random UUID).
+pub(crate) type SnapshotId = [u8; 16];
+
+/// One device of a snapshot.
+struct Member {
+    tracker: FilterRef<Tracker>,
+    orig: Arc<BdevFile>,
+    /// Set while the snapshot is taken.
+    taken: Option<(Arc<DiffArea>, SnapImage)>,
+}
+
+struct SnapshotState {
+    members: KVec<Member>,
+    taken: bool,
+}
+
+#[pin_data]
+pub(crate) struct Snapshot {
+    id: SnapshotId,
+    storage: Arc<DiffStorage>,
+    events: Arc<EventQueue>,
+    #[pin]
+    state: Mutex<SnapshotState>,
+}
+
+/// What SNAPSHOTINFO reports for a device.
+pub(crate) struct MemberInfo {
+    pub(crate) error: i32,
+    pub(crate) image: [u8; NAME_LEN],
+}
+
+impl Snapshot {
+    fn new(path: &CStr, limit: u64) -> Result<Arc<Self>> {
+        let events = Arc::pin_init(EventQueue::new(), GFP_KERNEL)?;
+        let storage = DiffStorage::open(path, limit, events.clone())?;
+        let mut id = [0u8; 16];
+        random::fill(&mut id);
+        // An RFC 4122 version 4 UUID.
+        id[6] = (id[6] & 0x0f) | 0x40;
+        id[8] = (id[8] & 0x3f) | 0x80;
+        Arc::pin_init(
+            pin_init!(Self {
+                id,
+                storage,
+                events,
+                state <- new_mutex!(SnapshotState { members: KVec::new(), taken: false }),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Add the device `tracker` filters.
+    pub(crate) fn add(&self, tracker: FilterRef<Tracker>) -> Result {
+        let mut state = self.state.lock();
+        if state.taken {
+            return Err(EBUSY);
+        }
+        let dev_id = tracker.dev_id();
+        if dev_id == self.storage.data_dev() {
+            // Copy-on-write into the device being written would never end.
+            return Err(EINVAL);
+        }
+        let orig = Arc::new(BdevFile::open(dev_id)?, GFP_KERNEL)?;
+        if orig.bdev().unsupported() {
+            return Err(EPERM);
+        }
+        state.members.reserve(1, GFP_KERNEL)?;
+        tracker.join(self.id)?;
+        state.members.push(
+            Member {
+                tracker,
+                orig,
+                taken: None,
+            },
+            GFP_KERNEL,
+        )?;
+        Ok(())
+    }
+
+    /// Take the snapshot: freeze every device, switch change tracking and
+    /// start copy-on-write, thaw, then show the images. All or nothing.
+    fn take(&self) -> Result {
+        let mut state = self.state.lock();
+        if state.taken {
+            return Err(errno::ealready());
+        }
+        if state.members.is_empty() {
+            return Err(ENODEV);
+        }
+        // Everything that can fail or allocate is done before the freeze.
+        let mut prepared = KVec::with_capacity(state.members.len(), GFP_KERNEL)?;
+        for m in state.members.iter() {
+            let area = DiffArea::new(m.tracker.clone(), m.orig.clone(), self.storage.clone(), self.events.clone())?;
+            let new_map = m.tracker.prepare_take(area.capacity())?;
+            prepared.push((area, new_map), GFP_KERNEL)?;
+        }
+        let mut frozen = KVec::with_capacity(state.members.len(), GFP_KERNEL)?;
+        for m in state.members.iter() {
+            frozen.push(m.orig.bdev().freeze()?, GFP_KERNEL)?;
+        }
+        let mut areas = KVec::with_capacity(prepared.len(), GFP_KERNEL)?;
+        for (m, (area, new_map)) in state.members.iter().zip(prepared) {
+            m.tracker.take(new_map, area.clone());
+            areas.push(area, GFP_KERNEL)?;
+        }
+        drop(frozen);
+
+        let mut images = KVec::with_capacity(areas.len(), GFP_KERNEL)?;
+        for (m, area) in state.members.iter().zip(areas.iter()) {
+            match SnapImage::new(m.orig.bdev(), area.clone()) {
+                Ok(image) => images.push(image, GFP_KERNEL)?,
+                Err(e) => {
+                    for m in state.members.iter() {
+                        m.tracker.stop_cow();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.storage.prepare();
+        for ((m, area), image) in state.members.iter_mut().zip(areas).zip(images) {
+            m.taken = Some((area, image));
+        }
+        state.taken = true;
+        Ok(())
+    }
+
+    /// Stop copy-on-write, remove the images and let the devices go; the
+    /// storage is released with the last reference to it.
+    fn release(&self) {
+        let mut state = self.state.lock();
+        for m in state.members.iter_mut() {
+            m.tracker.stop_cow();
+            m.tracker.leave();
+            // The image goes first: its bios are failed once the area's
+            // worker sees it broken or finishes them.
+            m.taken = None;
+        }
+        state.members = KVec::new();
+    }
+
+    /// SNAPSHOTINFO for `tracker`'s device.
+    pub(crate) fn member_info(&self, tracker: &FilterRef<Tracker>) -> Result<MemberInfo> {
+        let state = self.state.lock();
+        let m = state
+            .members
+            .iter()
+            .find(|m| m.tracker.same(tracker))
+            .ok_or(ENOENT)?;
+        Ok(match &m.taken {
+            Some((area, image)) => MemberInfo {
+                error: area.error(),
+                image: image.name(),
+            },
+            None => MemberInfo {
+                error: 0,
+                image: [0; NAME_LEN],
+            },
+        })
+    }
+
+    pub(crate) fn wait_event(&self, timeout_ms: u32) -> Result<Event> {
+        self.events.wait(timeout_ms)
+    }
+}
+
+/// The module's snapshots, by id.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Snapshots {
+    #[pin]
+    all: Mutex<RBTree<SnapshotId, Arc<Snapshot>>>,
+}
+
+impl Snapshots {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            all <- new_mutex!(RBTree::new()),
+        })
+    }
+
+    /// A new snapshot with the storage at `path`, up to `limit` sectors.
+    pub(crate) fn create(&self, path: &CStr, limit: u64) -> Result<SnapshotId> {
+        let snapshot = Snapshot::new(path, limit)?;
+        let id = snapshot.id;
+        let node = RBTreeNode::new(id, snapshot, GFP_KERNEL)?;
+        self.all.lock().insert(node);
+        pr_info!("snapshot created\n");
+        Ok(id)
+    }
+
+    pub(crate) fn find(&self, id: &SnapshotId) -> Result<Arc<Snapshot>> {
+        self.all.lock().get(id).cloned().ok_or(ENOENT)
+    }
+
+    pub(crate) fn take(&self, id: &SnapshotId) -> Result {
+        self.find(id)?.take()
+    }
+
+    pub(crate) fn destroy(&self, id: &SnapshotId) -> Result {
+        let snapshot = self.all.lock().remove(id).ok_or(ENOENT)?;
+        snapshot.release();
+        pr_info!("snapshot destroyed\n");
+        Ok(())
+    }
+
+    /// The ids of all snapshots.
+    pub(crate) fn ids(&self) -> Result<KVec<SnapshotId>> {
+        let all = self.all.lock();
+        let mut ids = KVec::new();
+        for id in all.keys() {
+            ids.push(*id, GFP_KERNEL)?;
+        }
+        Ok(ids)
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Snapshots {
+    fn drop(self: Pin<&mut Self>) {
+        // Module unload: break the references between trackers and areas.
+        for snapshot in self.all.lock().values() {
+            snapshot.release();
+        }
+    }
+}
