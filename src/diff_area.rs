@@ -236,7 +236,7 @@ impl DiffArea {
 
     /// Preserve every chunk `bio` touches; on failure the snapshot breaks and
     /// the write goes on regardless.
-    fn preserve_for(&self, bio: &FilteredBio) {
+    fn preserve_for(self: &Arc<Self>, bio: &FilteredBio) {
         let (sector, count) = bio.sectors();
         for chunk in self.geometry.chunks(sector, count) {
             if self.error() != 0 {
@@ -254,7 +254,7 @@ impl DiffArea {
 
     /// Copy chunk `index` of the original into memory unless it is preserved
     /// already; returns it.
-    fn preserve<'a>(&self, state: &'a mut AreaState, index: u64) -> Result<&'a mut Chunk> {
+    fn preserve<'a>(self: &Arc<Self>, state: &'a mut AreaState, index: u64) -> Result<&'a mut Chunk> {
         if state.chunks.get(&index).is_none() {
             let (start, sectors) = self.geometry.chunk_sectors(index);
             let mut buf = ChunkBuf::new((sectors << SECTOR_SHIFT) as usize, GFP_KERNEL)?;
@@ -276,7 +276,7 @@ impl DiffArea {
 
     /// Queue chunk `index` (in memory) to be stored. When too many chunks wait
     /// in memory, store some now: this throttles the writers.
-    fn queue_store(&self, state: &mut AreaState, index: u64) -> Result {
+    fn queue_store(self: &Arc<Self>, state: &mut AreaState, index: u64) -> Result {
         if state.to_store.get(&index).is_none() {
             state.to_store.insert(RBTreeNode::new(index, (), GFP_KERNEL)?);
         }
@@ -285,6 +285,7 @@ impl DiffArea {
                 break;
             }
         }
+        crate::enqueue::<_, STORE_WORK>(self.clone());
         Ok(())
     }
 
@@ -321,7 +322,7 @@ impl DiffArea {
     }
 
     /// Read or write the image: returns the bio's result.
-    fn image_io(&self, bio: &mut DiskBio) -> Result {
+    fn image_io(self: &Arc<Self>, bio: &mut DiskBio) -> Result {
         if self.error() != 0 {
             return Err(EIO);
         }
@@ -412,7 +413,13 @@ impl DiffArea {
     }
 
     /// Write `data` at `offset` of chunk `index` of the image.
-    fn image_write(&self, state: &mut AreaState, index: u64, offset: usize, data: &[u8]) -> Result {
+    fn image_write(
+        self: &Arc<Self>,
+        state: &mut AreaState,
+        index: u64,
+        offset: usize,
+        data: &[u8],
+    ) -> Result {
         let chunk = self.preserve(state, index)?;
         if chunk.buf.is_none() {
             chunk.buf = Some(self.load(index, chunk.stored_at)?);

@@ -116,19 +116,24 @@ impl Snapshot {
             let new_map = m.tracker.prepare_take(area.capacity())?;
             prepared.push((area, new_map), GFP_KERNEL)?;
         }
-        let mut frozen = KVec::with_capacity(state.members.len(), GFP_KERNEL)?;
+        // All file systems first: two members may share a disk's queue.
+        let mut frozen_fs = KVec::with_capacity(state.members.len(), GFP_KERNEL)?;
         for m in state.members.iter() {
-            frozen.push(m.orig.bdev().freeze()?, GFP_KERNEL)?;
+            frozen_fs.push(m.orig.bdev().freeze_fs()?, GFP_KERNEL)?;
         }
-        let mut areas = KVec::with_capacity(prepared.len(), GFP_KERNEL)?;
-        for (m, (area, new_map)) in state.members.iter().zip(prepared) {
-            m.tracker.take(new_map, area.clone());
-            areas.push(area, GFP_KERNEL)?;
+        let mut frozen_queues = KVec::with_capacity(state.members.len(), GFP_KERNEL)?;
+        for m in state.members.iter() {
+            frozen_queues.push(m.orig.bdev().freeze_queue(), GFP_KERNEL)?;
         }
-        drop(frozen);
+        // Nothing here can fail: every device switches, or none.
+        for (m, (area, new_map)) in state.members.iter().zip(prepared.iter_mut()) {
+            m.tracker.take(new_map.take(), area.clone());
+        }
+        drop(frozen_queues);
+        drop(frozen_fs);
 
-        let mut images = KVec::with_capacity(areas.len(), GFP_KERNEL)?;
-        for (m, area) in state.members.iter().zip(areas.iter()) {
+        let mut images = KVec::with_capacity(prepared.len(), GFP_KERNEL)?;
+        for (m, (area, _)) in state.members.iter().zip(prepared.iter()) {
             match SnapImage::new(m.orig.bdev(), area.clone()) {
                 Ok(image) => images.push(image, GFP_KERNEL)?,
                 Err(e) => {
@@ -140,7 +145,7 @@ impl Snapshot {
             }
         }
         self.storage.prepare();
-        for ((m, area), image) in state.members.iter_mut().zip(areas).zip(images) {
+        for ((m, (area, _)), image) in state.members.iter_mut().zip(prepared).zip(images) {
             m.taken = Some((area, image));
         }
         state.taken = true;

@@ -87,28 +87,44 @@ impl BlockDevice {
         unsafe { blksnap_bdev_unsupported(self.as_raw().cast()) }
     }
 
-    /// Freeze the file system on the device (if any), then its queue: no
-    /// write is in flight or can start until the guard is dropped.
-    pub(crate) fn freeze(&self) -> Result<Frozen<'_>> {
+    /// Freeze the file system on the device, if any: it syncs, and no
+    /// write of it starts until the guard is dropped.
+    pub(crate) fn freeze_fs(&self) -> Result<FrozenFs<'_>> {
         // SAFETY: by the type invariant the device is live.
         kernel::error::to_result(unsafe { bindings::bdev_freeze(self.as_raw()) })?;
-        // SAFETY: as above; undone in `Frozen::drop`.
+        Ok(FrozenFs(self))
+    }
+
+    /// Freeze the device's queue: no I/O is in flight or starts until the
+    /// guard is dropped. The queue is the whole disk's: freeze every file
+    /// system of the disk before.
+    pub(crate) fn freeze_queue(&self) -> FrozenQueue<'_> {
+        // SAFETY: by the type invariant the device is live; undone in
+        // `FrozenQueue::drop`.
         unsafe { blksnap_freeze_queue(self.as_raw().cast()) };
-        Ok(Frozen(self))
+        FrozenQueue(self)
     }
 }
 
-/// A frozen device; thawed on drop.
-pub(crate) struct Frozen<'a>(&'a BlockDevice);
+/// A device whose file system is frozen; thawed on drop.
+pub(crate) struct FrozenFs<'a>(&'a BlockDevice);
 
-impl Drop for Frozen<'_> {
+impl Drop for FrozenFs<'_> {
     fn drop(&mut self) {
         // SAFETY: the device is live (borrowed) and was frozen by
-        // `BlockDevice::freeze`, once.
-        unsafe {
-            blksnap_unfreeze_queue(self.0.as_raw().cast());
-            bindings::bdev_thaw(self.0.as_raw());
-        }
+        // `BlockDevice::freeze_fs`, once.
+        unsafe { bindings::bdev_thaw(self.0.as_raw()) };
+    }
+}
+
+/// A device whose queue is frozen; unfrozen on drop.
+pub(crate) struct FrozenQueue<'a>(&'a BlockDevice);
+
+impl Drop for FrozenQueue<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the device is live (borrowed) and its queue was frozen by
+        // `BlockDevice::freeze_queue`, once.
+        unsafe { blksnap_unfreeze_queue(self.0.as_raw().cast()) };
     }
 }
 
