@@ -337,48 +337,34 @@ impl DiffArea {
             return Err(EIO);
         }
         let start = sector << SECTOR_SHIFT;
-        let chunk_bytes = self.geometry.bytes() as u64;
         let mut state = self.state.lock();
         let result = match op {
             DiskOp::Read => {
                 // The chunk last read from the storage or the original.
                 let mut cached: Option<(u64, ChunkBuf)> = None;
                 bio.for_each_piece(|offset, data| {
-                    let mut pos = start + offset as u64;
-                    let mut done = 0;
-                    while done < data.len() {
-                        let index = pos / chunk_bytes;
-                        let in_chunk = (pos % chunk_bytes) as usize;
-                        let n = (chunk_bytes as usize - in_chunk).min(data.len() - done);
-                        let out = &mut data[done..done + n];
-                        match state.chunks.get(&index) {
-                            Some(Chunk { buf: Some(buf), .. }) => buf.read_at(in_chunk, out)?,
+                    for part in self.geometry.parts(start + offset as u64, data.len()) {
+                        let out = &mut data[part.bytes.clone()];
+                        match state.chunks.get(&part.chunk) {
+                            Some(Chunk { buf: Some(buf), .. }) => buf.read_at(part.offset, out)?,
                             chunk => {
-                                if cached.as_ref().map(|(i, _)| *i) != Some(index) {
-                                    cached = Some((index, self.load(index, chunk.and_then(|c| c.stored_at))?));
+                                if cached.as_ref().map(|(i, _)| *i) != Some(part.chunk) {
+                                    let stored_at = chunk.and_then(|c| c.stored_at);
+                                    cached = Some((part.chunk, self.load(part.chunk, stored_at)?));
                                 }
                                 if let Some((_, buf)) = &cached {
-                                    buf.read_at(in_chunk, out)?;
+                                    buf.read_at(part.offset, out)?;
                                 }
                             }
                         }
-                        pos += n as u64;
-                        done += n;
                     }
                     Ok(())
                 })
             }
             DiskOp::Write => {
                 let r = bio.for_each_piece(|offset, data| {
-                    let mut pos = start + offset as u64;
-                    let mut done = 0;
-                    while done < data.len() {
-                        let index = pos / chunk_bytes;
-                        let in_chunk = (pos % chunk_bytes) as usize;
-                        let n = (chunk_bytes as usize - in_chunk).min(data.len() - done);
-                        self.image_write(&mut state, index, in_chunk, &data[done..done + n])?;
-                        pos += n as u64;
-                        done += n;
+                    for part in self.geometry.parts(start + offset as u64, data.len()) {
+                        self.image_write(&mut state, part.chunk, part.offset, &data[part.bytes])?;
                     }
                     Ok(())
                 });

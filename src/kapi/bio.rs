@@ -29,6 +29,30 @@ pub(crate) trait OwnedBio: Sized {
     unsafe fn from_raw(raw: NonNull<bindings::bio>) -> Self;
 }
 
+/// Implements [`OwnedBio`] for a type `{ raw: NonNull<bio> }` whose `Drop`
+/// gives the bio back.
+macro_rules! owned_bio {
+    ($t:ident) => {
+        impl OwnedBio for $t {
+            fn into_raw(self) -> NonNull<bindings::bio> {
+                let raw = self.raw;
+                // Ownership moves to the caller: no `Drop`.
+                core::mem::forget(self);
+                raw
+            }
+
+            unsafe fn from_raw(raw: NonNull<bindings::bio>) -> Self {
+                Self { raw }
+            }
+        }
+
+        // SAFETY: a bio may be submitted or ended from any thread.
+        unsafe impl Send for $t {}
+    };
+}
+owned_bio!(FilteredBio);
+owned_bio!(DiskBio);
+
 /// A bio on its way to a filtered device that the filter took over. If it is
 /// dropped it is sent on to the device: a write is never lost.
 ///
@@ -109,18 +133,6 @@ impl FilteredBio {
     }
 }
 
-impl OwnedBio for FilteredBio {
-    fn into_raw(self) -> NonNull<bindings::bio> {
-        let raw = self.raw;
-        core::mem::forget(self);
-        raw
-    }
-
-    unsafe fn from_raw(raw: NonNull<bindings::bio>) -> Self {
-        Self { raw }
-    }
-}
-
 impl Drop for FilteredBio {
     fn drop(&mut self) {
         // SAFETY: the bio is ours and passed the filter; this sends it to the
@@ -128,9 +140,6 @@ impl Drop for FilteredBio {
         unsafe { bindings::resubmit_filtered_bio(self.get()) };
     }
 }
-
-// SAFETY: a bio may be submitted or ended from any thread.
-unsafe impl Send for FilteredBio {}
 
 /// What an image disk's bio asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,18 +260,6 @@ impl DiskBio {
     }
 }
 
-impl OwnedBio for DiskBio {
-    fn into_raw(self) -> NonNull<bindings::bio> {
-        let raw = self.raw;
-        core::mem::forget(self);
-        raw
-    }
-
-    unsafe fn from_raw(raw: NonNull<bindings::bio>) -> Self {
-        Self { raw }
-    }
-}
-
 impl Drop for DiskBio {
     fn drop(&mut self) {
         let raw = self.get();
@@ -273,9 +270,6 @@ impl Drop for DiskBio {
         }
     }
 }
-
-// SAFETY: a bio may be ended from any thread.
-unsafe impl Send for DiskBio {}
 
 /// A FIFO of owned bios, linked through `bi_next`: queueing never allocates
 /// and so never fails. Dropping the queue drops its bios.

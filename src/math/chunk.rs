@@ -60,11 +60,6 @@ impl ChunkGeometry {
         1 << (self.shift - SECTOR_SHIFT)
     }
 
-    /// Bytes per chunk.
-    pub fn bytes(&self) -> usize {
-        1 << self.shift
-    }
-
     /// Chunks that sectors `[sector, sector + count)` touch, clipped to the
     /// device.
     pub fn chunks(&self, sector: u64, count: u64) -> Range<u64> {
@@ -84,6 +79,41 @@ impl ChunkGeometry {
     pub fn chunk_sectors(&self, index: u64) -> (u64, u64) {
         let start = index << (self.shift - SECTOR_SHIFT);
         (start, self.sectors().min(self.capacity.saturating_sub(start)))
+    }
+}
+
+/// The part of a byte range that lies in one chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkPart {
+    /// The chunk.
+    pub chunk: u64,
+    /// Where the part starts in the chunk, in bytes.
+    pub offset: usize,
+    /// Where the part is in the range, in bytes.
+    pub bytes: Range<usize>,
+}
+
+impl ChunkGeometry {
+    /// The parts of the `len` bytes at device byte `pos`, chunk by chunk.
+    pub fn parts(&self, pos: u64, len: usize) -> impl Iterator<Item = ChunkPart> {
+        let shift = self.shift;
+        let chunk_bytes = 1usize << shift;
+        let mut done = 0;
+        core::iter::from_fn(move || {
+            if done >= len {
+                return None;
+            }
+            let at = pos + done as u64;
+            let offset = (at & (chunk_bytes as u64 - 1)) as usize;
+            let n = (chunk_bytes - offset).min(len - done);
+            let part = ChunkPart {
+                chunk: at >> shift,
+                offset,
+                bytes: done..done + n,
+            };
+            done += n;
+            Some(part)
+        })
     }
 }
 

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
+extern crate std;
 use crate::math::chunk::*;
+use std::vec::Vec;
 
 const DEFAULTS: ChunkLimits = ChunkLimits {
     min_shift: 18,
@@ -11,7 +13,7 @@ const GIB: u64 = 1 << 21; // sectors
 #[test]
 fn chunk_size_from_parameters() {
     let g = ChunkGeometry::new(GIB, 512, &DEFAULTS);
-    assert_eq!((g.shift, g.count, g.sectors(), g.bytes()), (18, 4096, 512, 1 << 18));
+    assert_eq!((g.shift, g.count, g.sectors()), (18, 4096, 512));
 }
 
 #[test]
@@ -46,4 +48,22 @@ fn chunks_of_a_range_are_clipped() {
     assert_eq!(g.chunk_sectors(0), (0, 512));
     // The last chunk ends with the device.
     assert_eq!(g.chunk_sectors(1), (512, 488));
+}
+
+#[test]
+fn parts_split_a_byte_range_at_chunk_borders() {
+    let g = ChunkGeometry::new(GIB, 512, &DEFAULTS); // 256 KiB chunks
+    let c = 1 << 18;
+    let parts: Vec<_> = g.parts(c as u64 - 1024, 4096).collect();
+    assert_eq!(
+        parts,
+        [
+            ChunkPart { chunk: 0, offset: c - 1024, bytes: 0..1024 },
+            ChunkPart { chunk: 1, offset: 0, bytes: 1024..4096 },
+        ]
+    );
+    assert_eq!(g.parts(0, 0).count(), 0);
+    let parts: Vec<_> = g.parts(3 * c as u64, 2 * c + 1).collect();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts[2], ChunkPart { chunk: 5, offset: 0, bytes: 2 * c..2 * c + 1 });
 }
