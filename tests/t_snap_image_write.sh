@@ -67,7 +67,8 @@ step "CBT: image writes are in the read table at once, original writes are not"
 image_blocks=(16-19 35-36 641-646 80 95-96 193 256)
 orig_blocks=(192-195 256-257 512-527)
 specs=()
-for b in "${image_blocks[@]}"; do specs+=("$b=>$cn1"); done
+# Marked as changes of the current snapshot (upstream semantics).
+for b in "${image_blocks[@]}"; do specs+=("$b=$cn1"); done
 cbt_expect "$dev" "${specs[@]}"
 snap_destroy "$id"
 
