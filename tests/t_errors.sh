@@ -22,8 +22,10 @@ expect_errno EALREADY $BLKSNAP attach -d "$dev"
 check EINVAL ctl "$dev" other-filter 0
 check EINVAL detach "$dev" other-filter
 check ENOTTY ctl "$dev" blksnap 12345
-# Python names errno 95 ENOTSUP (EOPNOTSUPP has the same value).
-check ENOTSUP ctl "$dev" blksnap 3
+# SNAPSHOTADD and SNAPSHOTINFO without a buffer; SNAPSHOTINFO of a device
+# in no snapshot.
+check EINVAL ctl "$dev" blksnap 3
+check ENOENT ctl "$dev" blksnap 4
 [ "$(filter_of "$dev")" = blksnap ] || fail "errors changed the filter"
 check ok detach "$dev" blksnap
 expect_errno ENOENT $BLKSNAP detach -d "$dev"
