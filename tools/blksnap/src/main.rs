@@ -2,12 +2,16 @@
 //! `blksnap`: manage blksnap change tracking and snapshots.
 
 mod args;
+mod backup;
+mod copy;
 mod ioctl;
+mod meta;
+mod plan;
 mod snapshot;
 
 use anyhow::{anyhow, Context, Result};
 use args::{hex, parse_range};
-use blksnap_uapi::BlksnapSectors;
+use blksnap_uapi::{BlksnapCbtinfo, BlksnapSectors};
 use clap::{CommandFactory, Parser, Subcommand};
 use nix::errno::Errno;
 use serde::Serialize;
@@ -69,6 +73,8 @@ enum Command {
     },
     #[command(flatten)]
     Snapshot(snapshot::Command),
+    #[command(flatten)]
+    Backup(backup::Command),
     /// Write the manual pages, blksnap.1 and one per subcommand, to DIR.
     #[command(hide = true)]
     Man { dir: PathBuf },
@@ -95,12 +101,24 @@ impl Display for Version {
 
 /// What cbtinfo reports.
 #[derive(Serialize)]
-struct Cbtinfo {
-    device_capacity: u64,
-    block_size: u32,
-    block_count: u32,
-    generation_id: String,
-    changes_number: u8,
+pub(crate) struct Cbtinfo {
+    pub(crate) device_capacity: u64,
+    pub(crate) block_size: u32,
+    pub(crate) block_count: u32,
+    pub(crate) generation_id: String,
+    pub(crate) changes_number: u8,
+}
+
+impl From<&BlksnapCbtinfo> for Cbtinfo {
+    fn from(info: &BlksnapCbtinfo) -> Self {
+        Self {
+            device_capacity: info.device_capacity,
+            block_size: info.block_size,
+            block_count: info.block_count,
+            generation_id: hex(&info.generation_id.b),
+            changes_number: info.changes_number,
+        }
+    }
 }
 
 impl Display for Cbtinfo {
@@ -153,6 +171,20 @@ fn open_device(path: &Path) -> Result<File> {
         .map_err(|e| failed("cannot open", path.display(), e))
 }
 
+/// The change tracking state of `dev`, open from `path`.
+fn read_cbtinfo(dev: &File, path: &Path) -> Result<BlksnapCbtinfo> {
+    ioctl::cbtinfo(dev).map_err(|e| failed("cannot get the change tracking state of", path.display(), e))
+}
+
+/// The change tracking table of `dev`, open from `path`, of `block_count`
+/// blocks.
+fn read_cbt_table(dev: &File, path: &Path, block_count: u32) -> Result<Vec<u8>> {
+    let mut table = vec![0u8; block_count as usize];
+    ioctl::cbtmap(dev, 0, &mut table)
+        .map_err(|e| failed("cannot read the change tracking table of", path.display(), e))?;
+    Ok(table)
+}
+
 fn open_control() -> Result<File> {
     // Read-write, as upstream opens it: the module may ask for write access
     // to change snapshots.
@@ -190,24 +222,13 @@ fn run(cli: Cli) -> Result<()> {
                 .map_err(|e| failed("cannot detach the filter from", device.display(), e))?;
         }
         Command::Cbtinfo { device } => {
-            let info = ioctl::cbtinfo(&open_device(&device)?)
-                .map_err(|e| failed("cannot get the change tracking state of", device.display(), e))?;
-            let report = Cbtinfo {
-                device_capacity: info.device_capacity,
-                block_size: info.block_size,
-                block_count: info.block_count,
-                generation_id: hex(&info.generation_id.b),
-                changes_number: info.changes_number,
-            };
-            print(cli.json, &report)?;
+            let info = read_cbtinfo(&open_device(&device)?, &device)?;
+            print(cli.json, &Cbtinfo::from(&info))?;
         }
         Command::Readcbtmap { device, file } => {
             let dev = open_device(&device)?;
-            let info = ioctl::cbtinfo(&dev)
-                .map_err(|e| failed("cannot get the change tracking state of", device.display(), e))?;
-            let mut table = vec![0u8; info.block_count as usize];
-            ioctl::cbtmap(&dev, 0, &mut table)
-                .map_err(|e| failed("cannot read the change tracking table of", device.display(), e))?;
+            let info = read_cbtinfo(&dev, &device)?;
+            let table = read_cbt_table(&dev, &device, info.block_count)?;
             std::fs::write(&file, &table).with_context(|| format!("cannot write {}", file.display()))?;
         }
         Command::Markdirtyblock { device, ranges } => {
@@ -215,6 +236,7 @@ fn run(cli: Cli) -> Result<()> {
                 .map_err(|e| failed("cannot mark changed blocks of", device.display(), e))?;
         }
         Command::Snapshot(command) => snapshot::run(command, cli.json)?,
+        Command::Backup(command) => backup::run(command, cli.json)?,
         Command::Man { dir } => {
             std::fs::create_dir_all(&dir)
                 .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))

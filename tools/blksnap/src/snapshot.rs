@@ -118,10 +118,10 @@ impl Display for Collected {
 
 /// What snapshot_info reports.
 #[derive(Serialize)]
-struct Info {
-    error_code: i32,
+pub(crate) struct Info {
+    pub(crate) error_code: i32,
     /// The image's path, or empty before the snapshot is taken.
-    image: String,
+    pub(crate) image: String,
 }
 
 impl From<&BlksnapSnapshotinfo> for Info {
@@ -243,21 +243,75 @@ fn add_device(id: &BlksnapUuid, device: &Path) -> Result<()> {
         .map_err(|e| snapshot_failed(&format!("cannot add {} to snapshot", device.display()), id, e))
 }
 
+/// A snapshot this process created, destroyed when dropped unless kept, so
+/// that no error leaves it behind.
+pub(crate) struct Snapshot {
+    control: File,
+    id: BlksnapUuid,
+    owned: bool,
+}
+
+impl Snapshot {
+    /// Create a snapshot whose difference storage is `storage`, allowed to
+    /// grow to `limit` sectors.
+    pub(crate) fn create(storage: &Path, limit: u64) -> Result<Self> {
+        let control = open_control()?;
+        let name = CString::new(storage.as_os_str().as_bytes())
+            .map_err(|_| anyhow!("{}: a path cannot contain a NUL byte", storage.display()))?;
+        let id = ioctl::snapshot_create(&control, &name, limit)
+            .map_err(|e| failed("cannot create a snapshot on", storage.display(), e))?;
+        Ok(Self {
+            control,
+            id,
+            owned: true,
+        })
+    }
+
+    pub(crate) fn add(&self, device: &Path) -> Result<()> {
+        add_device(&self.id, device)
+    }
+
+    pub(crate) fn take(&self) -> Result<()> {
+        ioctl::snapshot_take(&self.control, &self.id).map_err(|e| snapshot_failed("cannot take snapshot", &self.id, e))
+    }
+
+    /// Leave the snapshot for others to use and destroy; its id.
+    pub(crate) fn keep(mut self) -> BlksnapUuid {
+        self.owned = false;
+        self.id
+    }
+
+    /// Destroy the snapshot.
+    pub(crate) fn destroy(mut self) -> Result<()> {
+        self.destroy_now()
+    }
+
+    fn destroy_now(&mut self) -> Result<()> {
+        self.owned = false;
+        ioctl::snapshot_destroy(&self.control, &self.id)
+            .map_err(|e| snapshot_failed("cannot destroy snapshot", &self.id, e))
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        // Dropped on an error, which is what gets reported: a failure to
+        // destroy can only be printed.
+        if self.owned {
+            if let Err(e) = self.destroy_now() {
+                eprintln!("blksnap: {e}");
+            }
+        }
+    }
+}
+
 pub fn run(command: Command, json: bool) -> Result<()> {
     match command {
         Command::Create { file, limit, devices } => {
-            let control = open_control()?;
-            let storage = CString::new(file.as_os_str().as_bytes())
-                .map_err(|_| anyhow!("{}: a path cannot contain a NUL byte", file.display()))?;
-            let id = ioctl::snapshot_create(&control, &storage, limit)
-                .map_err(|e| failed("cannot create a snapshot on", file.display(), e))?;
-            if let Err(err) = devices.iter().try_for_each(|device| add_device(&id, device)) {
-                // Leave no half-made snapshot behind.
-                if let Err(e) = ioctl::snapshot_destroy(&control, &id) {
-                    eprintln!("blksnap: {}", snapshot_failed("cannot destroy snapshot", &id, e));
-                }
-                return Err(err);
-            }
+            // A device that cannot be added drops, so destroys, the snapshot.
+            let snapshot = Snapshot::create(&file, limit)?;
+            devices.iter().try_for_each(|device| snapshot.add(device))?;
+            let id = snapshot.keep();
             print(json, &Created { id: uuid_string(&id) })?;
         }
         Command::Add { id, device } => add_device(&id, &device)?,
