@@ -1,23 +1,58 @@
 # SPDX-License-Identifier: GPL-2.0
-# The demo, run inside the VM by scripts/main.sh.
+# The demo, run inside the VM by scripts/main.sh: an ext4 file system on a
+# loop device is snapshotted while it is being written, backed up in full,
+# changed, backed up incrementally (only the changed blocks are copied), and
+# the backup is restored onto a new device whose files match the moment of
+# the last snapshot.
 set -euo pipefail
 blksnap=$BLKSNAP_TOOLS/blksnap
 show() { echo "+ $*"; "$@"; }
+step() { echo; echo "== $*"; }
 
-show insmod "$BLKSNAP_MODULE"
+step "load the module"
+show insmod "$BLKSNAP_MODULE" diff_storage_minimum=65536
 show "$blksnap" version
-truncate -s 256M /tmp/disk
+
+step "a 1 GiB loop device with ext4 and 200 MiB of files"
+truncate -s 1G /tmp/disk /tmp/disk2
 dev=$(losetup --show -f /tmp/disk)
+new=$(losetup --show -f /tmp/disk2)
 show mkfs.ext4 -q "$dev"
-show "$blksnap" attach -d "$dev"
-show "$blksnap" cbtinfo -d "$dev"
-echo "+ cat /sys/class/block/${dev#/dev/}/filter"
-cat "/sys/class/block/${dev#/dev/}/filter"
-mkdir -p /tmp/mnt
+mkdir -p /tmp/mnt /tmp/restored /tmp/backups
 show mount "$dev" /tmp/mnt
-show dd if=/dev/urandom of=/tmp/mnt/data bs=1M count=32 status=none
-show sha256sum /tmp/mnt/data
-show umount /tmp/mnt
+for i in $(seq 1 20); do
+	dd if=/dev/urandom of=/tmp/mnt/file$i bs=1M count=10 status=none
+done
+sync
+
+step "full backup, taken while a writer keeps appending to a log"
+(while :; do date >>/tmp/mnt/log; sleep 0.05; done) &
+writer=$!
+: >/tmp/diff
+show "$blksnap" backup -d "$dev" -o /tmp/backups -s /tmp/diff -l 512M
+kill $writer
+show "$blksnap" cbtinfo -d "$dev"
+
+step "change about 1% of the blocks"
+for i in 3 7 11; do
+	dd if=/dev/urandom of=/tmp/mnt/file$i bs=1M count=3 conv=notrunc status=none
+done
+echo "written after the full backup" >/tmp/mnt/new-file
+sync
+(cd /tmp/mnt && sha256sum file* new-file) >/tmp/sums
+
+step "incremental backup: only the changed blocks are copied"
+show "$blksnap" backup -d "$dev" -o /tmp/backups -s /tmp/diff -l 512M --incremental
+show ls -ls /tmp/backups
+
+step "restore the backup onto a new device and check the files"
+show "$blksnap" restore --backup "/tmp/backups/$(basename "$dev").img" -d "$new"
+show fsck.ext4 -fn "$new" >/dev/null
+show mount -o ro "$new" /tmp/restored
+(cd /tmp/restored && show sha256sum -c --quiet /tmp/sums) && echo "all files match the moment of the incremental snapshot"
+
+step "clean up"
+show umount /tmp/restored /tmp/mnt
 show "$blksnap" detach -d "$dev"
 show rmmod blksnap
-dmesg | grep 'blksnap: '
+losetup -d "$dev" "$new"
