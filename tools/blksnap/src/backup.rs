@@ -507,9 +507,10 @@ fn restore(backup: &Path, device: &Path, force: bool, json: bool) -> Result<()> 
     }
     let progress = Progress::new("restore", len);
     let all = 0..len;
-    // Every byte, zeros too: the device holds other data where the image has
-    // holes.
-    copy::copy(&source, &target, &[all], Holes::Write, &mut |n| {
+    // The device holds other data where the image has holes: those ranges
+    // are zeroed (discarded where the device can, so a thin or loop device
+    // stays thin), or written with zeros.
+    copy::copy(&source, &target, &[all], Holes::Punch, &mut |n| {
         progress.0.inc(n);
         Ok(())
     })?;

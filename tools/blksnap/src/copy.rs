@@ -174,11 +174,9 @@ impl Drop for NewFile {
 pub enum Holes {
     /// Nothing: it is a new sparse file, which reads as zeros already.
     Keep,
-    /// Punch holes, as it holds older data, or write zeros where the file
-    /// system cannot.
+    /// Punch holes, as it holds older data (a block device zeroes the
+    /// range), or write zeros where that cannot be done.
     Punch,
-    /// Write the zeros like any data: it is a block device.
-    Write,
 }
 
 /// `range` cut into pieces of at most [`CHUNK`] bytes.
@@ -231,16 +229,12 @@ pub fn copy(
         let len = chunk.end - chunk.start;
         let data = &mut buf[..len as usize];
         src.read_at(data, chunk.start)?;
-        if holes == Holes::Write {
-            dst.write_at(data, chunk.start)?;
-        } else {
-            for (zero, run) in zero_runs(data) {
-                let at = chunk.start + run.start as u64;
-                // Zeros are written only where a hole cannot be punched.
-                let write = !zero || (holes == Holes::Punch && !dst.punch_hole(at, run.len() as u64)?);
-                if write {
-                    dst.write_at(&data[run], at)?;
-                }
+        for (zero, run) in zero_runs(data) {
+            let at = chunk.start + run.start as u64;
+            // Zeros are written only where a hole cannot be punched.
+            let write = !zero || (holes == Holes::Punch && !dst.punch_hole(at, run.len() as u64)?);
+            if write {
+                dst.write_at(&data[run], at)?;
             }
         }
         progress(len)?;
@@ -406,14 +400,12 @@ mod tests {
         let b = block as u64;
         let changed = [3 * b..5 * b, 9 * b..11 * b, 40 * b..len as u64];
 
-        for holes in [Holes::Punch, Holes::Write] {
-            let src = file(dir.path(), "src", &new);
-            let dst = file(dir.path(), "dst", &old);
-            copy(&src, &dst, &changed, holes, &mut no_progress()).unwrap();
-            assert!(std::fs::read(dir.path().join("dst")).unwrap() == new, "{holes:?}");
-            let diff = compare(&src, &dst, len as u64, &mut no_progress()).unwrap();
-            assert_eq!(diff, Difference::default());
-        }
+        let src = file(dir.path(), "src", &new);
+        let dst = file(dir.path(), "dst", &old);
+        copy(&src, &dst, &changed, Holes::Punch, &mut no_progress()).unwrap();
+        assert!(std::fs::read(dir.path().join("dst")).unwrap() == new);
+        let diff = compare(&src, &dst, len as u64, &mut no_progress()).unwrap();
+        assert_eq!(diff, Difference::default());
         // Only the ranges given are copied.
         let src = file(dir.path(), "src", &new);
         let dst = file(dir.path(), "dst", &old);
