@@ -47,7 +47,7 @@ show ls -ls /tmp/backups
 
 step "restore the backup onto a new device and check the files"
 show "$blksnap" restore --backup "/tmp/backups/$(basename "$dev").img" -d "$new"
-show fsck.ext4 -fn "$new" >/dev/null
+show fsck.ext4 -fn "$new" 2>&1 | tail -n 1
 show mount -o ro "$new" /tmp/restored
 (cd /tmp/restored && show sha256sum -c --quiet /tmp/sums) && echo "all files match the moment of the incremental snapshot"
 
