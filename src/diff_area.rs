@@ -339,6 +339,11 @@ impl DiffArea {
         let start = sector << SECTOR_SHIFT;
         let mut state = self.state.lock();
         let result = match op {
+            // Nothing of it changed yet: straight from the original, while
+            // the lock keeps its chunks from being copied (and so written).
+            DiskOp::Read if self.geometry.chunks(sector, count).all(|c| !self.is_preserved(c)) => {
+                bio.read_from(self.orig.bdev())
+            }
             DiskOp::Read => {
                 // The chunk last read from the storage or the original.
                 let mut cached: Option<(u64, ChunkBuf)> = None;

@@ -5,6 +5,8 @@
 use core::{marker::PhantomData, ptr::NonNull};
 use kernel::{bindings, prelude::*};
 
+use super::bdev::BlockDevice;
+
 /// Reads the common fields of a live bio.
 ///
 /// # Safety
@@ -242,6 +244,32 @@ impl DiskBio {
             }
         }
         Ok(())
+    }
+
+    /// Read the bio's data from the same sectors of `bdev`, straight into
+    /// its memory, and wait. Called in a no-I/O scope.
+    pub(crate) fn read_from(&mut self, bdev: &BlockDevice) -> Result {
+        // SAFETY: both are live; the clone shares the bio's memory, which is
+        // ours while we own the bio, and a sleeping mask cannot fail to get a
+        // clone from the bio set's mempool.
+        let clone = unsafe {
+            bindings::bio_alloc_clone(
+                bdev.as_raw(),
+                self.get(),
+                bindings::GFP_KERNEL,
+                core::ptr::addr_of_mut!(bindings::fs_bio_set),
+            )
+        };
+        if clone.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: the clone is ours until `bio_put`; the I/O is synchronous.
+        let status = unsafe {
+            let status = bindings::submit_bio_wait(clone);
+            bindings::bio_put(clone);
+            status
+        };
+        kernel::error::to_result(status)
     }
 
     /// End the bio: successfully, or with `err`.
