@@ -8,6 +8,9 @@
 # The guest's output is in OUTDIR/output.log, its console (kernel log) in
 # OUTDIR/console.log, and the command's exit status in OUTDIR/status
 # (missing if the VM died or hung).
+# BLKSNAP_VM_DISKS="SIZE..." (optional, for benchmarks) adds a raw virtio
+# disk of each size, backed by a sparse file in OUTDIR/disks that is removed
+# when the VM ends; the guest sees them as /dev/vda, /dev/vdb, ... in order.
 set -euo pipefail
 
 . "$(dirname "$0")/env.sh"
@@ -15,6 +18,15 @@ kdir=$1 out=$2 timeout=$3 cmd=$4
 
 mkdir -p "$out"
 rm -f "$out"/{status,output.log,console.log,dmesg.log}
+rm -rf "$out/disks"
+disks=()
+i=0
+for size in ${BLKSNAP_VM_DISKS:-}; do
+	mkdir -p "$out/disks"
+	truncate -s "$size" "$out/disks/disk$i.img"
+	disks+=(-drive "file=$out/disks/disk$i.img,if=virtio,format=raw")
+	i=$((i + 1))
+done
 
 # Nested KVM does not work on every machine of ours: use it only if a probe
 # boot completes, and remember the answer.
@@ -45,9 +57,11 @@ timeout -k 10 "$((timeout + 60))" qemu-system-x86_64 \
 	-device virtio-9p-pci,fsdev=root,mount_tag=/dev/root \
 	-fsdev local,id=out,path="$out",security_model=none \
 	-device virtio-9p-pci,fsdev=out,mount_tag=blksnap-out \
+	${disks[@]+"${disks[@]}"} \
 	-append "console=ttyS0 panic=-1 oops=panic rootfstype=9p \
 root=/dev/root rootflags=trans=virtio,version=9p2000.L,msize=1048576 ro \
 init=$TOP/scripts/guest-init.sh BLKSNAP_TOP=$TOP BLKSNAP_CACHE=$BLKSNAP_CACHE \
 BLKSNAP_TIMEOUT=$timeout \
 BLKSNAP_CMD=\"$cmd\"" \
 	</dev/null || true
+rm -rf "$out/disks"

@@ -1,0 +1,397 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The benchmark itself, run in the test VM by scripts/bench.sh (see
+# bench/README.md). Writes JSON lines to $BENCH_OUT/bench.jsonl and each fio
+# result to $BENCH_OUT/fio/; bench/report.py turns them into tables. A step
+# that fails is recorded as an "error" line and the run goes on; the exit
+# status is 1 if any step failed.
+#
+# Environment: BLKSNAP_MODULE, BLKSNAP_TOOLS, BENCH_MODE (quick|full),
+# BENCH_OUT (default /run/out), BENCH_FIO_PRELOAD (bench/fio-noshm.c built),
+# BENCH_VIRTIO_MB and BENCH_VIRTIO_COW_MB (the sizes of /dev/vda and
+# /dev/vdb, checked before anything is written to them).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+
+mode=${BENCH_MODE:-quick}
+out=${BENCH_OUT:-/run/out}
+BLKSNAP=$BLKSNAP_TOOLS/blksnap
+jsonl=$out/bench.jsonl
+mkdir -p "$out/fio"
+rm -f "$jsonl" "$out"/fio/*.json
+
+if [ "$mode" = full ]; then
+	reps=3 runtime=10
+	loop_mb=512 loop_cow_mb=640
+	cbt_gb=64
+	storage_step=262144 # diff_storage_minimum: 128 MiB
+else
+	reps=1 runtime=1
+	loop_mb=32 loop_cow_mb=48
+	cbt_gb=4
+	storage_step=16384 # 8 MiB: less than the quick devices
+fi
+virtio_mb=${BENCH_VIRTIO_MB:-0} virtio_cow_mb=${BENCH_VIRTIO_COW_MB:-0}
+take_counts="1 4 16"
+chunk_sectors=512 # blksnap's default chunk (chunk_minimum_shift=18), for dm too
+failed=0
+
+log() {
+	echo "bench: [${SECONDS}s] $*"
+}
+
+# JSON line from KEY=VALUE pairs; values that are numbers stay numbers.
+emit() {
+	local kv k v sep="" line="{"
+	for kv in "$@"; do
+		k=${kv%%=*} v=${kv#*=}
+		if [[ $v =~ ^-?[0-9]+(\.[0-9]+)?$ ]]; then
+			line+="$sep\"$k\":$v"
+		else
+			v=${v//\\/\\\\}
+			line+="$sep\"$k\":\"${v//\"/\\\"}\""
+		fi
+		sep=,
+	done
+	echo "$line}" >>"$jsonl"
+}
+
+error() {
+	log "ERROR: $*"
+	emit type=error "what=$*"
+	failed=1
+}
+
+# fio needs System V shared memory, which the fast kernel leaves out.
+fio_env=()
+if [ ! -e /proc/sysvipc ] && [ -n "${BENCH_FIO_PRELOAD:-}" ]; then
+	fio_env=(env "LD_PRELOAD=$BENCH_FIO_PRELOAD")
+fi
+engine=libaio
+"${fio_env[@]}" fio --enghelp=libaio >/dev/null 2>&1 || engine=psync
+
+# The four workloads: fio options of each. Writes and reads make one pass
+# over the whole device in random or sequential order, cut off at the
+# runtime; fio reports the rate of what it did.
+declare -A WORKLOAD=(
+	[randwrite4k]="--rw=randwrite --bs=4k"
+	[seqwrite1m]="--rw=write --bs=1m"
+	[randread4k]="--rw=randread --bs=4k"
+	[seqread1m]="--rw=read --bs=1m"
+)
+WRITES="randwrite4k seqwrite1m"
+READS="randread4k seqread1m"
+
+# fio_run TARGET SETUP REP DEV WORKLOAD...: measured jobs, one after the
+# other (stonewall) in one fio process: under TCG fio takes seconds to start.
+fio_run() {
+	local target=$1 setup=$2 rep=$3 dev=$4 name file size w jobs=()
+	shift 4
+	name=$target-$setup-$rep-$1
+	file=fio/$name.json
+	size=$(blockdev --getsize64 "$dev") || { error "$name: size of $dev"; return; }
+	for w in "$@"; do
+		# shellcheck disable=SC2206
+		jobs+=(--name="$w" --stonewall ${WORKLOAD[$w]})
+	done
+	if "${fio_env[@]}" fio --filename="$dev" --thread --direct=1 --ioengine="$engine" \
+		--iodepth=4 --size="$size" --runtime="$runtime" --randrepeat=1 \
+		--output-format=json --output="$out/$file" "${jobs[@]}" >/tmp/fio.log 2>&1; then
+		for w in "$@"; do
+			emit type=fio "target=$target" "setup=$setup" "workload=$w" "rep=$rep" \
+				"dev=$dev" "file=$file" "job=$w"
+		done
+	else
+		cat /tmp/fio.log
+		error "fio $name $* on $dev"
+	fi
+}
+
+# fill DEV: write the whole device once (untimed), so that every chunk of a
+# snapshot is copied, or every block of a disk image is allocated on the host.
+fill() {
+	dd if=/dev/zero of="$1" bs=1M oflag=direct status=none 2>/tmp/dd.log ||
+		grep -q "No space left" /tmp/dd.log || error "fill $1: $(cat /tmp/dd.log)"
+}
+
+# settle DEV: wait until nothing has been written to DEV for half a second
+# (up to a minute): the copies of chunks are stored in the background.
+settle() {
+	local stat prev="" cur _
+	stat=/sys/class/block/$(basename "$(readlink -f "$1")")/stat
+	for _ in $(seq 1 120); do
+		cur=$(awk '{print $7}' "$stat")
+		[ "$cur" = "$prev" ] && return
+		prev=$cur
+		sleep 0.5
+	done
+}
+
+image_of() {
+	printf '/dev/blksnap-%d-%d\n' "0x$(stat -L -c %t "$1")" "0x$(stat -L -c %T "$1")"
+}
+
+wait_for() {
+	local _
+	for _ in $(seq 1 100); do
+		[ -b "$1" ] && return 0
+		sleep 0.1
+	done
+	error "no $1"
+	return 1
+}
+
+# snap_new STORAGE LIMIT DEV...: create a snapshot, print its id.
+snap_new() {
+	local storage=$1 limit=$2 o args=()
+	shift 2
+	for d in "$@"; do args+=(-d "$d"); done
+	o=$($BLKSNAP snapshot_create -f "$storage" -l "$limit" "${args[@]}") || return 1
+	tail -n 1 <<<"$o"
+}
+
+# Kernel memory the module can use: unreclaimable slab (kmalloc, also of
+# large buffers) and vmalloc, in bytes; the median of three readings after
+# dropping caches.
+kmem() {
+	local i v=()
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	for i in 1 2 3; do
+		sleep 0.2
+		v+=("$(awk '/^SUnreclaim:|^VmallocUsed:/ {s += $2} END {print s * 1024}' /proc/meminfo)")
+	done
+	printf '%s\n' "${v[@]}" | sort -n | sed -n 2p
+}
+
+dm() {
+	dmsetup --noudevrules --noudevsync "$@" 2>&1 | grep -v "not configured for semaphores"
+	return "${PIPESTATUS[0]}"
+}
+
+# --- memory: CBT tables and chunk maps per GiB of device -------------------
+
+# CBT: a large sparse loop device, attached (tracking only), then with a
+# snapshot taken of it (new CBT table, preserved-chunk bitmap; no chunk
+# copied). Nothing is written to it.
+mem_cbt() {
+	local file=/tmp/cbt.img dev base attached taken id info blocks bsize
+	truncate -s "${cbt_gb}G" "$file"
+	dev=$(losetup --show -f "$file") || { error "losetup $file"; return; }
+	base=$(kmem)
+	if $BLKSNAP attach -d "$dev" >/dev/null; then
+		attached=$(kmem)
+		info=$($BLKSNAP cbtinfo -d "$dev")
+		blocks=$(sed -n 's/^block_count=//p' <<<"$info")
+		bsize=$(sed -n 's/^block_size=//p' <<<"$info")
+		emit type=mem what=cbt "device_bytes=$((cbt_gb << 30))" "delta_bytes=$((attached - base))" \
+			"formula_bytes=$((2 * ${blocks:-0}))" "block_count=${blocks:-0}" "block_size=${bsize:-0}"
+		mkdir -p /tmp/memstore
+		if id=$(snap_new /tmp/memstore 256M "$dev") && python3 bench/take.py "$id" >/dev/null; then
+			taken=$(kmem)
+			emit type=mem what=snapshot-idle "device_bytes=$((cbt_gb << 30))" \
+				"delta_bytes=$((taken - attached))" \
+				"formula_bytes=$(( ((cbt_gb << 30) / (chunk_sectors * 512) + 63) / 64 * 8 ))"
+			$BLKSNAP snapshot_destroy -i "$id" >/dev/null || error "destroy $id"
+		else
+			error "snapshot of $dev for memory"
+		fi
+		$BLKSNAP detach -d "$dev" >/dev/null || error "detach $dev"
+	else
+		error "attach $dev"
+	fi
+	losetup -d "$dev"
+	rm -rf "$file" /tmp/memstore
+}
+
+# Chunk maps: a snapshot of the virtio disk with every chunk copied (4 KiB
+# written into each) and stored, against the same snapshot just taken.
+mem_chunks() {
+	local dev=$1 cow=$2 id before taken copied size
+	size=$(blockdev --getsize64 "$dev")
+	before=$(kmem)
+	id=$(snap_new "$cow" "$(blockdev --getsize64 "$cow")" "$dev") || { error "snapshot of $dev for memory"; return; }
+	if python3 bench/take.py "$id" >/dev/null; then
+		taken=$(kmem)
+		# What the readings vary by when nothing happens.
+		emit type=mem what=noise "delta_bytes=$(($(kmem) - taken))"
+		taken=$(kmem)
+		"${fio_env[@]}" fio --name=touch --filename="$dev" --thread --direct=1 --ioengine="$engine" \
+			--iodepth=4 --rw=write:$((chunk_sectors * 512 - 4096)) --bs=4k --size="$size" \
+			--output=/tmp/touch.log >/dev/null 2>&1 || error "touch every chunk of $dev"
+		settle "$cow"
+		copied=$(kmem)
+		emit type=mem what=chunks-copied "device_bytes=$size" "delta_bytes=$((copied - taken))" \
+			"chunks=$((size / (chunk_sectors * 512)))"
+	else
+		error "take for memory"
+	fi
+	$BLKSNAP snapshot_destroy -i "$id" >/dev/null || error "destroy $id"
+	$BLKSNAP detach -d "$dev" >/dev/null || error "detach $dev"
+	# Whatever the snapshot did not give back (a leak, or noise).
+	emit type=mem what=residual "device_bytes=$size" "delta_bytes=$(($(kmem) - before))"
+}
+
+# --- take latency -----------------------------------------------------------
+
+# A snapshot of the first N of 16 idle loop devices; only the take ioctl
+# is timed.
+take_latency() {
+	local n rep i devs=() id ns d
+	for i in $(seq 1 16); do
+		truncate -s 64M "/tmp/take$i.img"
+		d=$(losetup --show -f "/tmp/take$i.img") || { error "losetup take$i"; return; }
+		devs+=("$d")
+	done
+	mkdir -p /tmp/takestore
+	for n in $take_counts; do
+		for rep in $(seq 1 "$reps"); do
+			if ! id=$(snap_new /tmp/takestore 256M "${devs[@]:0:n}"); then
+				error "snapshot of $n devices"
+				break
+			fi
+			if ns=$(python3 bench/take.py "$id"); then
+				emit type=take "devices=$n" "rep=$rep" "ns=$ns"
+				for d in "${devs[@]:0:n}"; do wait_for "$(image_of "$d")"; done
+			else
+				error "take of $n devices"
+			fi
+			$BLKSNAP snapshot_destroy -i "$id" >/dev/null || error "destroy $id"
+		done
+	done
+	for d in "${devs[@]}"; do
+		$BLKSNAP detach -d "$d" >/dev/null 2>&1
+		losetup -d "$d"
+	done
+	rm -rf /tmp/take*.img /tmp/takestore
+}
+
+# --- throughput ------------------------------------------------------------
+
+# blksnap_round TARGET REP ORIG COW W: a fresh snapshot; W on the original
+# (first touch), the rest of the device copied, W again (rewrite); the
+# image read before (nothing copied yet) with the first write workload's
+# snapshot, after (every chunk copied) with the second's.
+blksnap_round() {
+	local target=$1 rep=$2 orig=$3 cow=$4 w=$5 id img info
+	id=$(snap_new "$cow" "$(blockdev --getsize64 "$cow")" "$orig") ||
+		{ error "$target: snapshot_create"; return; }
+	if python3 bench/take.py "$id" >/dev/null && img=$(image_of "$orig") && wait_for "$img"; then
+		if [ "$w" = randwrite4k ]; then
+			fio_run "$target" blksnap-image-unchanged "$rep" "$img" $READS
+		fi
+		fio_run "$target" blksnap-first "$rep" "$orig" "$w"
+		fill "$orig"
+		settle "$cow"
+		fio_run "$target" blksnap-rewrite "$rep" "$orig" "$w"
+		if [ "$w" = seqwrite1m ]; then
+			settle "$cow"
+			fio_run "$target" blksnap-image-copied "$rep" "$img" $READS
+		fi
+		info=$($BLKSNAP snapshot_info -d "$orig")
+		grep -qE '^error_code:[[:space:]]*0$' <<<"$info" || error "$target: snapshot broke: $info"
+	else
+		error "$target: snapshot_take"
+	fi
+	$BLKSNAP snapshot_destroy -i "$id" >/dev/null || error "$target: snapshot_destroy"
+}
+
+# dm_round: the same with dm-snapshot (persistent exception store on COW,
+# same chunk size). The origin goes through the snapshot-origin target.
+dm_round() {
+	local target=$1 rep=$2 orig=$3 cow=$4 w=$5 sectors
+	sectors=$(blockdev --getsz "$orig")
+	# A zeroed header: a new, empty exception store.
+	dd if=/dev/zero of="$cow" bs=1M count=1 oflag=direct status=none
+	dm suspend bench-origin &&
+		dm create bench-snap --table "0 $sectors snapshot $orig $cow P $chunk_sectors" &&
+		dm resume bench-origin && dm mknodes bench-snap ||
+		{ error "$target: dm-snapshot create"; dm resume bench-origin; return; }
+	if [ "$w" = randwrite4k ]; then
+		fio_run "$target" dm-image-unchanged "$rep" /dev/mapper/bench-snap $READS
+	fi
+	fio_run "$target" dm-first "$rep" /dev/mapper/bench-origin "$w"
+	fill /dev/mapper/bench-origin
+	settle "$cow"
+	fio_run "$target" dm-rewrite "$rep" /dev/mapper/bench-origin "$w"
+	if [ "$w" = seqwrite1m ]; then
+		fio_run "$target" dm-image-copied "$rep" /dev/mapper/bench-snap $READS
+	fi
+	dm status bench-snap | grep -q Invalid && error "$target: dm-snapshot invalidated"
+	dm remove bench-snap || error "$target: dm remove"
+}
+
+# bench_target NAME ORIG COW: every setup and workload, REPS times,
+# interleaved so that a drift of the machine spreads over all of them.
+bench_target() {
+	local target=$1 orig=$2 cow=$3 rep w
+	log "target $target: $orig (storage $cow)"
+	emit type=target "target=$target" "dev=$orig" "cow=$cow" \
+		"bytes=$(blockdev --getsize64 "$orig")" "cow_bytes=$(blockdev --getsize64 "$cow")"
+	fill "$orig"
+	fill "$cow"
+	for rep in $(seq 1 "$reps"); do
+		log "$target: repetition $rep of $reps"
+		fio_run "$target" raw "$rep" "$orig" $WRITES $READS
+		if $BLKSNAP attach -d "$orig" >/dev/null; then
+			fio_run "$target" tracking "$rep" "$orig" $WRITES $READS
+			for w in $WRITES; do blksnap_round "$target" "$rep" "$orig" "$cow" "$w"; done
+			$BLKSNAP detach -d "$orig" >/dev/null || error "$target: detach"
+		else
+			error "$target: attach"
+		fi
+		if dm create bench-origin --table "0 $(blockdev --getsz "$orig") snapshot-origin $orig" &&
+			dm mknodes bench-origin; then
+			for w in $WRITES; do dm_round "$target" "$rep" "$orig" "$cow" "$w"; done
+			dm remove bench-origin || error "$target: dm remove origin"
+		else
+			error "$target: dm snapshot-origin"
+		fi
+	done
+}
+
+# --- main ------------------------------------------------------------------
+
+emit type=meta "mode=$mode" "reps=$reps" "runtime_s=$runtime" "engine=$engine" \
+	"kernel=$(uname -r)" "guest_cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" \
+	"guest_cpus=$(nproc)" "guest_mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)" \
+	"chunk_bytes=$((chunk_sectors * 512))" "diff_storage_minimum=$storage_step" \
+	"fio=$(fio --version)"
+log "mode $mode: $reps repetition(s) of ${runtime}s, fio engine $engine"
+
+insmod "$BLKSNAP_MODULE" diff_storage_minimum=$storage_step || { error "insmod"; exit 1; }
+
+# The virtio disks are vm.sh's BLKSNAP_VM_DISKS: check them before writing.
+virtio_ok=1
+for d in "vda $virtio_mb" "vdb $virtio_cow_mb"; do
+	set -- $d
+	if [ "$(blockdev --getsize64 "/dev/$1" 2>/dev/null)" != "$(($2 << 20))" ]; then
+		error "/dev/$1 is not the ${2} MiB benchmark disk"
+		virtio_ok=0
+	fi
+done
+
+log "memory"
+mem_cbt
+[ $virtio_ok = 1 ] && mem_chunks /dev/vda /dev/vdb
+
+log "take latency"
+take_latency
+
+[ $virtio_ok = 1 ] && bench_target virtio /dev/vda /dev/vdb
+
+truncate -s "${loop_mb}M" /tmp/origin.img
+truncate -s "${loop_cow_mb}M" /tmp/cow.img
+if lo=$(losetup --show -f /tmp/origin.img) && lo_cow=$(losetup --show -f /tmp/cow.img); then
+	bench_target loop "$lo" "$lo_cow"
+	losetup -d "$lo"
+	losetup -d "$lo_cow"
+else
+	error "loop devices"
+fi
+rm -f /tmp/origin.img /tmp/cow.img
+
+rmmod blksnap || error "rmmod"
+log "done, $(grep -c '"type":"error"' "$jsonl") error(s)"
+exit $failed
