@@ -345,17 +345,19 @@ impl DiffArea {
                 bio.read_from(self.orig.bdev())
             }
             DiskOp::Read => {
-                // The chunk last read from the storage or the original.
+                // The chunk last read from the original.
                 let mut cached: Option<(u64, ChunkBuf)> = None;
                 bio.for_each_piece(|offset, data| {
                     for part in self.geometry.parts(start + offset as u64, data.len()) {
                         let out = &mut data[part.bytes.clone()];
                         match state.chunks.get(&part.chunk) {
                             Some(Chunk { buf: Some(buf), .. }) => buf.read_at(part.offset, out)?,
-                            chunk => {
+                            Some(Chunk { stored_at: Some(at), .. }) => {
+                                self.storage.read_part(out, *at, part.offset)?
+                            }
+                            _ => {
                                 if cached.as_ref().map(|(i, _)| *i) != Some(part.chunk) {
-                                    let stored_at = chunk.and_then(|c| c.stored_at);
-                                    cached = Some((part.chunk, self.load(part.chunk, stored_at)?));
+                                    cached = Some((part.chunk, self.load(part.chunk, None)?));
                                 }
                                 if let Some((_, buf)) = &cached {
                                     buf.read_at(part.offset, out)?;

@@ -152,4 +152,9 @@ impl DiffStorage {
     pub(crate) fn read(&self, buf: &mut ChunkBuf, sector: u64) -> Result {
         buf.read_from_file(&self.file, sector << SECTOR_SHIFT)
     }
+
+    /// Read `out` from byte `offset` of the chunk stored at `sector`.
+    pub(crate) fn read_part(&self, out: &mut [u8], sector: u64, offset: usize) -> Result {
+        self.file.read_at(out, (sector << SECTOR_SHIFT) + offset as u64)
+    }
 }

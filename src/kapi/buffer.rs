@@ -116,45 +116,40 @@ impl ChunkBuf {
     }
 
     /// Fill the buffer from `file` at byte `pos`.
-    pub(crate) fn read_from_file(&mut self, file: &File, pos: u64) -> Result {
-        self.file_io(file, pos, false)
-    }
-
-    /// Write the buffer to `file` at byte `pos`.
-    pub(crate) fn write_to_file(&self, file: &File, pos: u64) -> Result {
-        self.file_io(file, pos, true)
-    }
-
-    fn file_io(&self, file: &File, pos: u64, write: bool) -> Result {
-        let mut pos = i64::try_from(pos).map_err(|_| EINVAL)?;
+    pub(crate) fn read_from_file(&mut self, file: &File, mut pos: u64) -> Result {
         let mut left = self.len;
-        for page in self.pages.iter() {
+        for page in self.pages.iter_mut() {
             let n = left.min(PAGE_SIZE);
-            let mut done = 0;
-            while done < n {
-                // SAFETY: the page is ours and mapped until `kunmap_local`;
-                // `file` is live (borrowed) and open for reading and
-                // writing; `pos` is a valid loff_t.
-                let r = unsafe {
-                    let addr = bindings::kmap_local_page(page.as_ptr()).cast::<u8>();
-                    let buf = addr.add(done).cast();
-                    let r = if write {
-                        bindings::kernel_write(file.as_raw(), buf, n - done, &mut pos)
-                    } else {
-                        bindings::kernel_read(file.as_raw(), buf, n - done, &mut pos)
-                    };
-                    bindings::kunmap_local(addr.cast());
-                    r
-                };
-                match r {
-                    r if r < 0 => return Err(Error::from_errno(r as i32)),
-                    // A read past the end of the storage: it is broken.
-                    0 => return Err(EIO),
-                    r => done += r as usize,
-                }
-            }
+            with_mapped(page, |data| file.read_at(&mut data[..n], pos))?;
+            pos += n as u64;
             left -= n;
         }
         Ok(())
+    }
+
+    /// Write the buffer to `file` at byte `pos`.
+    pub(crate) fn write_to_file(&self, file: &File, mut pos: u64) -> Result {
+        let mut left = self.len;
+        for page in self.pages.iter() {
+            let n = left.min(PAGE_SIZE);
+            // The page is only read through the mapping.
+            with_mapped(page, |data| file.write_at(&data[..n], pos))?;
+            pos += n as u64;
+            left -= n;
+        }
+        Ok(())
+    }
+}
+
+/// Call `f` with the page mapped as a byte slice.
+fn with_mapped<T>(page: &Page, f: impl FnOnce(&mut [u8]) -> T) -> T {
+    // SAFETY: the page is owned by a buffer borrowed by the caller, which
+    // does not touch it through other paths meanwhile; the mapping lasts
+    // until `kunmap_local`, after `f`.
+    unsafe {
+        let addr = bindings::kmap_local_page(page.as_ptr()).cast::<u8>();
+        let r = f(core::slice::from_raw_parts_mut(addr, PAGE_SIZE));
+        bindings::kunmap_local(addr.cast());
+        r
     }
 }

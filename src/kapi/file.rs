@@ -80,12 +80,54 @@ impl File {
         u64::try_from(size).map_err(|_| Error::from_errno(size as i32))
     }
 
+    /// Fill `buf` from byte `pos`; EIO past the end.
+    pub(crate) fn read_at(&self, buf: &mut [u8], pos: u64) -> Result {
+        let mut pos = i64::try_from(pos).map_err(|_| EINVAL)?;
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &mut buf[done..];
+            // SAFETY: by the type invariant the file is open; `rest` is valid
+            // for writes of its length.
+            let r = unsafe {
+                bindings::kernel_read(self.as_raw(), rest.as_mut_ptr().cast(), rest.len(), &mut pos)
+            };
+            done += io_result(r)?;
+        }
+        Ok(())
+    }
+
+    /// Write `buf` at byte `pos`.
+    pub(crate) fn write_at(&self, buf: &[u8], pos: u64) -> Result {
+        let mut pos = i64::try_from(pos).map_err(|_| EINVAL)?;
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &buf[done..];
+            // SAFETY: by the type invariant the file is open for writing;
+            // `rest` is valid for reads of its length.
+            let r = unsafe {
+                bindings::kernel_write(self.as_raw(), rest.as_ptr().cast(), rest.len(), &mut pos)
+            };
+            done += io_result(r)?;
+        }
+        Ok(())
+    }
+
     /// Allocate `len` bytes at `offset`, extending the file.
     pub(crate) fn allocate(&self, offset: u64, len: u64) -> Result {
         let offset = i64::try_from(offset).map_err(|_| EFBIG)?;
         let len = i64::try_from(len).map_err(|_| EFBIG)?;
         // SAFETY: by the type invariant the file is open for writing.
         kernel::error::to_result(unsafe { bindings::vfs_fallocate(self.as_raw(), 0, offset, len) })
+    }
+}
+
+/// Bytes moved by one read or write: an error, or EIO if none (the end of
+/// the storage: it is broken).
+fn io_result(r: isize) -> Result<usize> {
+    match r {
+        r if r < 0 => Err(Error::from_errno(r as i32)),
+        0 => Err(EIO),
+        r => Ok(r as usize),
     }
 }
 
