@@ -3,7 +3,7 @@
 
 use blksnap_uapi::{BlksnapSectors, BlksnapUuid};
 
-const SECTOR_SIZE: u64 = 512;
+pub const SECTOR_SIZE: u64 = 512;
 
 /// Parse "SECTOR:COUNT".
 pub fn parse_range(s: &str) -> Result<BlksnapSectors, String> {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The ioctls of the blkfilter and blksnap interfaces, as safe functions.
+//! The ioctls of the blkfilter and blksnap interfaces, and FS_IOC_FIEMAP,
+//! as safe functions.
 
 use blksnap_uapi::*;
 use std::ffi::CStr;
@@ -10,8 +11,10 @@ use std::os::fd::AsRawFd;
 /// Issue `request` on `file` with `arg` as its in/out argument.
 fn ioctl<T>(file: &File, request: u32, arg: &mut T) -> io::Result<()> {
     // SAFETY: every request passed here takes a pointer to a `T`-sized
-    // `repr(C)` struct (the uapi module checks sizes against the C headers),
-    // and `arg` is a valid, exclusively borrowed `T` for the call.
+    // `repr(C)` struct (the uapi module checks sizes against the C headers;
+    // FS_IOC_FIEMAP's `T` is a struct fiemap and the fm_extent_count
+    // extents after it), and `arg` is a valid, exclusively borrowed `T` for
+    // the call.
     let ret = unsafe { libc::ioctl(file.as_raw_fd(), request as libc::c_ulong, arg as *mut T) };
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -199,4 +202,72 @@ pub fn event_payload<T: EventPayload>(event: &BlksnapSnapshotEvent) -> T {
     // SAFETY: `data` holds at least `size_of::<T>()` initialised bytes, and
     // any bytes are a valid `T`; the read need not be aligned.
     unsafe { std::ptr::read_unaligned(event.data.as_ptr().cast::<T>()) }
+}
+
+/// How many extents one FS_IOC_FIEMAP call asks for.
+const FIEMAP_BATCH: usize = 256;
+/// FS_IOC_FIEMAP, _IOWR('f', 11, struct fiemap), from linux/fs.h.
+const FS_IOC_FIEMAP: u32 = 0xc020_660b;
+/// fm_flags: write the file's dirty data out first, so that every extent
+/// has its final location.
+const FIEMAP_FLAG_SYNC: u32 = 0x1;
+/// fe_flags, from linux/fiemap.h.
+pub const FIEMAP_EXTENT_LAST: u32 = 0x1;
+pub const FIEMAP_EXTENT_UNKNOWN: u32 = 0x2;
+pub const FIEMAP_EXTENT_DELALLOC: u32 = 0x4;
+
+/// struct fiemap_extent: one extent of a file, in bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FiemapExtent {
+    pub fe_logical: u64,
+    pub fe_physical: u64,
+    pub fe_length: u64,
+    pub fe_reserved64: [u64; 2],
+    pub fe_flags: u32,
+    pub fe_reserved: [u32; 3],
+}
+
+/// struct fiemap, with room for FIEMAP_BATCH extents after it.
+#[repr(C)]
+struct Fiemap {
+    fm_start: u64,
+    fm_length: u64,
+    fm_flags: u32,
+    fm_mapped_extents: u32,
+    fm_extent_count: u32,
+    fm_reserved: u32,
+    fm_extents: [FiemapExtent; FIEMAP_BATCH],
+}
+
+const _: () = assert!(std::mem::size_of::<FiemapExtent>() == 56);
+const _: () = assert!(std::mem::offset_of!(Fiemap, fm_extents) == 32);
+
+/// The extents of `file` from byte `start` on, up to FIEMAP_BATCH of them,
+/// after writing its dirty data out; none past its last.
+pub fn fiemap(file: &File, start: u64) -> io::Result<Vec<FiemapExtent>> {
+    // Boxed: FIEMAP_BATCH extents are too big for the stack.
+    let mut map = Box::new(Fiemap {
+        fm_start: start,
+        fm_length: u64::MAX - start,
+        fm_flags: FIEMAP_FLAG_SYNC,
+        fm_mapped_extents: 0,
+        fm_extent_count: FIEMAP_BATCH as u32,
+        fm_reserved: 0,
+        fm_extents: [FiemapExtent::default(); FIEMAP_BATCH],
+    });
+    ioctl(file, FS_IOC_FIEMAP, &mut *map)?;
+    let mapped = (map.fm_mapped_extents as usize).min(FIEMAP_BATCH);
+    Ok(map.fm_extents[..mapped].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fiemap_request() {
+        // _IOWR: direction 3, the size of struct fiemap without its extents.
+        assert_eq!(FS_IOC_FIEMAP, 3 << 30 | 32 << 16 | (b'f' as u32) << 8 | 11);
+    }
 }

@@ -4,6 +4,7 @@
 mod args;
 mod backup;
 mod copy;
+mod extents;
 mod ioctl;
 mod meta;
 mod plan;
@@ -12,7 +13,7 @@ mod snapshot;
 use anyhow::{anyhow, Context, Result};
 use args::{hex, parse_range};
 use blksnap_uapi::{BlksnapCbtinfo, BlksnapSectors};
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{ArgGroup, CommandFactory, Parser, Subcommand};
 use nix::errno::Errno;
 use serde::Serialize;
 use std::fmt::{self, Display, Formatter};
@@ -62,14 +63,20 @@ enum Command {
         #[arg(short, long)]
         file: PathBuf,
     },
-    /// Mark sector ranges of a block device as changed.
+    /// Mark sector ranges of a block device, or the blocks of a file on it,
+    /// as changed.
+    #[command(group(ArgGroup::new("what").required(true).args(["ranges", "file"])))]
     Markdirtyblock {
         /// The block device.
         #[arg(short, long)]
         device: PathBuf,
         /// A range as FIRST_SECTOR:SECTOR_COUNT (512-byte sectors).
-        #[arg(short, long = "ranges", value_parser = parse_range, required = true, num_args = 1..)]
+        #[arg(short, long = "ranges", value_parser = parse_range, num_args = 1..)]
         ranges: Vec<BlksnapSectors>,
+        /// A regular file whose blocks to mark, on a file system on the
+        /// block device itself (give the partition for one on a partition).
+        #[arg(short, long)]
+        file: Option<PathBuf>,
     },
     #[command(flatten)]
     Snapshot(snapshot::Command),
@@ -185,6 +192,24 @@ fn read_cbt_table(dev: &File, path: &Path, block_count: u32) -> Result<Vec<u8>> 
     Ok(table)
 }
 
+/// How many sector ranges one CBTDIRTY request carries at most.
+const DIRTY_BATCH: usize = 1024;
+
+/// Mark `ranges` of `dev`, open from `path`, as changed, in requests of a
+/// bounded size: a fragmented file can have very many extents.
+fn mark_dirty(dev: &File, path: &Path, ranges: &[BlksnapSectors]) -> Result<()> {
+    // An empty file still makes a request, which fails like any other
+    // where the filter is not attached.
+    if ranges.is_empty() {
+        ioctl::cbtdirty(dev, &[])
+    } else {
+        ranges
+            .chunks(DIRTY_BATCH)
+            .try_for_each(|batch| ioctl::cbtdirty(dev, batch))
+    }
+    .map_err(|e| failed("cannot mark changed blocks of", path.display(), e))
+}
+
 fn open_control() -> Result<File> {
     // Read-write, as upstream opens it: the module may ask for write access
     // to change snapshots.
@@ -231,9 +256,13 @@ fn run(cli: Cli) -> Result<()> {
             let table = read_cbt_table(&dev, &device, info.block_count)?;
             std::fs::write(&file, &table).with_context(|| format!("cannot write {}", file.display()))?;
         }
-        Command::Markdirtyblock { device, ranges } => {
-            ioctl::cbtdirty(&open_device(&device)?, &ranges)
-                .map_err(|e| failed("cannot mark changed blocks of", device.display(), e))?;
+        Command::Markdirtyblock { device, ranges, file } => {
+            let dev = open_device(&device)?;
+            let ranges = match file {
+                Some(file) => extents::file_sectors(&dev, &device, &file)?,
+                None => ranges,
+            };
+            mark_dirty(&dev, &device, &ranges)?;
         }
         Command::Snapshot(command) => snapshot::run(command, cli.json)?,
         Command::Backup(command) => backup::run(command, cli.json)?,
@@ -394,6 +423,36 @@ mod tests {
         assert!(parse(&["snapshot_waitevent", "-i", ID]).is_err());
         assert!(parse(&["snapshot_waitevent", "-i", ID, "-t", "-1"]).is_err());
         assert!(parse(&["snapshot_waitevent", "-i", ID, "-t", "4294967296"]).is_err());
+    }
+
+    #[test]
+    fn markdirtyblock() {
+        use clap::error::ErrorKind;
+        let dirty = |args: &[&str]| match parse(&[&["markdirtyblock", "-d", "/dev/a"], args].concat()) {
+            Ok(Cli {
+                command: Command::Markdirtyblock { device, ranges, file },
+                ..
+            }) => {
+                assert_eq!(device, PathBuf::from("/dev/a"));
+                Ok((ranges, file))
+            }
+            Ok(_) => panic!("{args:?}: not markdirtyblock"),
+            Err(e) => Err(e.kind()),
+        };
+        let range = |offset, count| BlksnapSectors { offset, count };
+        assert_eq!(
+            dirty(&["-r", "0:8", "16:1"]),
+            Ok((vec![range(0, 8), range(16, 1)], None))
+        );
+        assert_eq!(dirty(&["--ranges", "5:5"]), Ok((vec![range(5, 5)], None)));
+        assert_eq!(dirty(&["-f", "/m/x"]), Ok((vec![], Some(PathBuf::from("/m/x")))));
+        assert_eq!(dirty(&["--file", "/m/x"]), Ok((vec![], Some(PathBuf::from("/m/x")))));
+        assert_eq!(dirty(&[]), Err(ErrorKind::MissingRequiredArgument));
+        assert_eq!(dirty(&["-r", "0:8", "-f", "/m/x"]), Err(ErrorKind::ArgumentConflict));
+        assert_eq!(dirty(&["-f", "/m/x", "-r", "0:8"]), Err(ErrorKind::ArgumentConflict));
+        assert_eq!(dirty(&["-f", "/m/x", "-f", "/m/y"]), Err(ErrorKind::ArgumentConflict));
+        assert!(dirty(&["-r"]).is_err());
+        assert!(dirty(&["-f"]).is_err());
     }
 
     #[test]
