@@ -24,7 +24,7 @@ fn geometry_caps_the_block_size() {
     let limits = CbtLimits { max_count: 4, ..DEFAULTS };
     let g = CbtGeometry::new(1024 * GIB, &limits);
     assert_eq!(g.block_shift, 26);
-    assert_eq!(g.block_count, 1024 * GIB >> (26 - 9));
+    assert_eq!(g.block_count, (1024 * GIB) >> (26 - 9));
 }
 
 #[test]
