@@ -8,6 +8,8 @@
 # status is 1 if any step failed.
 #
 # Environment: BLKSNAP_MODULE, BLKSNAP_TOOLS, BENCH_MODE (quick|full),
+# BENCH_PARTS (what to run, default "memory,take,virtio,loop"), BENCH_REPS
+# (repetitions instead of the mode's),
 # BENCH_OUT (default /run/out), BENCH_FIO_PRELOAD (bench/fio-noshm.c built),
 # BENCH_VIRTIO_MB and BENCH_VIRTIO_COW_MB (the sizes of /dev/vda and
 # /dev/vdb, checked before anything is written to them).
@@ -32,6 +34,9 @@ else
 	cbt_gb=4
 	storage_step=16384 # 8 MiB: less than the quick devices
 fi
+reps=${BENCH_REPS:-$reps}
+parts=${BENCH_PARTS:-memory,take,virtio,loop}
+parts=" ${parts//,/ } "
 virtio_mb=${BENCH_VIRTIO_MB:-0} virtio_cow_mb=${BENCH_VIRTIO_COW_MB:-0}
 take_counts="1 4 16"
 chunk_sectors=512 # blksnap's default chunk (chunk_minimum_shift=18), for dm too
@@ -351,13 +356,28 @@ bench_target() {
 	done
 }
 
+# The loop target: two loop devices over files in the guest's tmpfs.
+bench_loop() {
+	local lo lo_cow
+	truncate -s "${loop_mb}M" /tmp/origin.img
+	truncate -s "${loop_cow_mb}M" /tmp/cow.img
+	if lo=$(losetup --show -f /tmp/origin.img) && lo_cow=$(losetup --show -f /tmp/cow.img); then
+		bench_target loop "$lo" "$lo_cow"
+		losetup -d "$lo"
+		losetup -d "$lo_cow"
+	else
+		error "loop devices"
+	fi
+	rm -f /tmp/origin.img /tmp/cow.img
+}
+
 # --- main ------------------------------------------------------------------
 
 emit type=meta "mode=$mode" "reps=$reps" "runtime_s=$runtime" "engine=$engine" \
 	"kernel=$(uname -r)" "guest_cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" \
 	"guest_cpus=$(nproc)" "guest_mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)" \
 	"chunk_bytes=$((chunk_sectors * 512))" "diff_storage_minimum=$storage_step" \
-	"fio=$(fio --version)"
+	"fio=$(fio --version)" "parts=$(echo $parts)"
 log "mode $mode: $reps repetition(s) of ${runtime}s, fio engine $engine"
 
 insmod "$BLKSNAP_MODULE" diff_storage_minimum=$storage_step || { error "insmod"; exit 1; }
@@ -372,25 +392,20 @@ for d in "vda $virtio_mb" "vdb $virtio_cow_mb"; do
 	fi
 done
 
-log "memory"
-mem_cbt
-[ $virtio_ok = 1 ] && mem_chunks /dev/vda /dev/vdb
-
-log "take latency"
-take_latency
-
-[ $virtio_ok = 1 ] && bench_target virtio /dev/vda /dev/vdb
-
-truncate -s "${loop_mb}M" /tmp/origin.img
-truncate -s "${loop_cow_mb}M" /tmp/cow.img
-if lo=$(losetup --show -f /tmp/origin.img) && lo_cow=$(losetup --show -f /tmp/cow.img); then
-	bench_target loop "$lo" "$lo_cow"
-	losetup -d "$lo"
-	losetup -d "$lo_cow"
-else
-	error "loop devices"
+if [[ $parts == *" memory "* ]]; then
+	log "memory"
+	mem_cbt
+	[ $virtio_ok = 1 ] && mem_chunks /dev/vda /dev/vdb
 fi
-rm -f /tmp/origin.img /tmp/cow.img
+
+if [[ $parts == *" take "* ]]; then
+	log "take latency"
+	take_latency
+fi
+
+[[ $parts == *" virtio "* ]] && [ $virtio_ok = 1 ] && bench_target virtio /dev/vda /dev/vdb
+
+[[ $parts == *" loop "* ]] && bench_loop
 
 rmmod blksnap || error "rmmod"
 log "done, $(grep -c '"type":"error"' "$jsonl") error(s)"

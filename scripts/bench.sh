@@ -9,8 +9,11 @@
 # ratios.png; a full run also writes bench/RESULTS.md. --quick uses tiny
 # devices and 1 s runs, to check in CI that the benchmark still works: it
 # fails on errors, never on figures.
+# For working on the benchmark or on the data path:
 # BLKSNAP_BENCH_KDIR=DIR skips the build and boots the kernel built in DIR
-# with the module and tools already built (for working on the benchmark).
+# with the module and tools already built; BLKSNAP_BENCH_PARTS runs only
+# some of "memory take virtio loop"; BLKSNAP_BENCH_REPS changes the number
+# of repetitions. Such runs never write bench/RESULTS.md.
 set -euo pipefail
 
 . "$(dirname "$0")/env.sh"
@@ -46,12 +49,19 @@ out=$BLKSNAP_CACHE/results-bench-$mode
 env_vars="BLKSNAP_MODULE=$BLKSNAP_CACHE/module-fast/blksnap.ko \
 BLKSNAP_TOOLS=$TOP/tools/target/release BENCH_MODE=$mode BENCH_OUT=/run/out \
 BENCH_FIO_PRELOAD=$shim BENCH_VIRTIO_MB=$disk_mb BENCH_VIRTIO_COW_MB=$cow_mb"
+partial=
+if [ -n "${BLKSNAP_BENCH_PARTS:-}${BLKSNAP_BENCH_REPS:-}" ]; then
+	partial=1
+	parts=${BLKSNAP_BENCH_PARTS:-memory take virtio loop}
+	# The kernel command line carries the command: no spaces in a value.
+	env_vars+=" BENCH_PARTS=${parts// /,} BENCH_REPS=${BLKSNAP_BENCH_REPS:-}"
+fi
 echo "== VM: benchmark ($mode)" >&2
 BLKSNAP_VM_DISKS="${disk_mb}M ${cow_mb}M" \
 	bash "$TOP/scripts/vm.sh" "$kdir" "$out" "$timeout" "env $env_vars bash bench/guest-bench.sh"
 
 args=(--mode "$mode" "$out" "$report_dir")
-[ $mode = full ] && args+=(--results-md "$TOP/bench/RESULTS.md")
+[ $mode = full ] && [ -z "$partial" ] && args+=(--results-md "$TOP/bench/RESULTS.md")
 # The chart needs Debian's python3-matplotlib (setup.sh), which a python3
 # earlier on PATH (pyenv, a venv) may not see.
 python=python3
