@@ -5,17 +5,22 @@
 //! I/O of the snapshot image.
 //!
 //! Writes to chunks not yet preserved are held back and handed to a worker,
-//! which reads the old chunk from the original into memory and only then lets
-//! the write go on; another worker moves chunks from memory to the storage.
-//! Writes to preserved chunks pass straight through.
+//! which reads the old chunks of a batch of them from the original into
+//! memory, all reads in flight at once, and only then lets the writes go on;
+//! another worker moves chunks from memory to the storage. Writes to
+//! preserved chunks pass straight through, and so do image reads of chunks
+//! not preserved (to the original).
 #![forbid(unsafe_code)]
 
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use kernel::{
-    new_mutex, new_spinlock,
+    new_condvar, new_mutex, new_spinlock,
     prelude::*,
     rbtree::{RBTree, RBTreeNode},
-    sync::{Arc, Mutex, SpinLock},
+    sync::{
+        lock::{mutex::MutexBackend, Guard},
+        Arc, CondVar, Mutex, SpinLock,
+    },
     workqueue::{impl_has_work, new_work, Work, WorkItem},
 };
 
@@ -26,8 +31,9 @@ use crate::{
         bdev::BdevFile,
         bio::{BioQueue, DiskBio, DiskOp, FilteredBio},
         blkfilter::FilterRef,
-        buffer::ChunkBuf,
+        buffer::{read_all_from_bdev, ChunkBuf},
         disk::DiskHandler,
+        inflight::InFlight,
         noio::NoIo,
     },
     math::{
@@ -43,6 +49,9 @@ struct Chunk {
     buf: Option<ChunkBuf>,
     /// First sector in the difference storage, once it has a place there.
     stored_at: Option<u64>,
+    /// Being written to the storage, without the lock: the data is neither
+    /// in `buf` nor stored yet.
+    storing: bool,
 }
 
 struct AreaState {
@@ -50,6 +59,12 @@ struct AreaState {
     /// Chunks whose memory must be written to the storage.
     to_store: RBTree<u64, ()>,
 }
+
+type StateGuard<'a> = Guard<'a, AreaState, MutexBackend>;
+
+/// Held writes taken at once by the copy-on-write worker, and chunks read
+/// from the original at once.
+const COW_BATCH: usize = 16;
 
 /// Ids of the works of a difference area.
 const COW_WORK: u64 = 0;
@@ -69,10 +84,17 @@ pub(crate) struct DiffArea {
     preserved: KVVec<AtomicU64>,
     /// 0, or the negative errno that broke the snapshot of this device.
     error: AtomicI32,
-    // Held across chunk I/O: copy-on-write, image I/O and storing of one
-    // device are serialised.
+    /// Image reads sent straight to the original: a held write waits for
+    /// them once its chunks are preserved.
+    #[pin]
+    original_reads: InFlight,
+    // Held across image I/O (so copy-on-write waits for it), never across
+    // copies from the original or writes to the storage.
     #[pin]
     state: Mutex<AreaState>,
+    /// A chunk finished storing.
+    #[pin]
+    stored: CondVar,
     #[pin]
     held_writes: SpinLock<BioQueue<FilteredBio>>,
     #[pin]
@@ -96,9 +118,21 @@ impl WorkItem<COW_WORK> for DiffArea {
 
     fn run(this: Arc<Self>) {
         let _noio = NoIo::enter();
-        while let Some(bio) = this.pop_held_write() {
-            this.preserve_for(&bio);
-            // Dropping the bio sends it on to the device.
+        loop {
+            let mut writes: [Option<FilteredBio>; COW_BATCH] = Default::default();
+            {
+                let mut held = this.held_writes.lock();
+                for slot in writes.iter_mut() {
+                    *slot = held.pop();
+                }
+            }
+            if writes[0].is_none() {
+                break;
+            }
+            this.preserve_for(&writes);
+            // Dropping the bios sends them on to the device.
+            drop(writes);
+            this.throttle();
         }
     }
 }
@@ -120,12 +154,7 @@ impl WorkItem<STORE_WORK> for DiffArea {
 
     fn run(this: Arc<Self>) {
         let _noio = NoIo::enter();
-        loop {
-            let mut state = this.state.lock();
-            if !this.store_one(&mut state) {
-                break;
-            }
-        }
+        while this.store_one() {}
     }
 }
 
@@ -166,7 +195,9 @@ impl DiffArea {
                 max_in_memory,
                 preserved,
                 error: AtomicI32::new(0),
+                original_reads <- InFlight::new(),
                 state <- new_mutex!(AreaState { chunks: RBTree::new(), to_store: RBTree::new() }),
+                stored <- new_condvar!("DiffArea::stored"),
                 held_writes <- new_spinlock!(BioQueue::new()),
                 image_bios <- new_spinlock!(BioQueue::new()),
                 cow_work <- new_work!("DiffArea::cow_work"),
@@ -226,72 +257,101 @@ impl DiffArea {
         None
     }
 
-    fn pop_held_write(&self) -> Option<FilteredBio> {
-        self.held_writes.lock().pop()
-    }
-
     fn pop_image_bio(&self) -> Option<DiskBio> {
         self.image_bios.lock().pop()
     }
 
-    /// Preserve every chunk `bio` touches; on failure the snapshot breaks and
-    /// the write goes on regardless.
-    fn preserve_for(self: &Arc<Self>, bio: &FilteredBio) {
-        let (sector, count) = bio.sectors();
-        for chunk in self.geometry.chunks(sector, count) {
-            if self.error() != 0 {
-                return;
+    /// Preserve every chunk the writes touch; on failure the snapshot breaks
+    /// and the writes go on regardless. Either way, image reads of the old
+    /// contents on the original are over when this returns.
+    fn preserve_for(self: &Arc<Self>, writes: &[Option<FilteredBio>]) {
+        let mut chunks = writes.iter().flatten().flat_map(|bio| {
+            let (sector, count) = bio.sectors();
+            self.geometry.chunks(sector, count)
+        });
+        while self.error() == 0 {
+            // The next chunks not preserved yet, each once, read together.
+            let mut batch: [Option<(u64, ChunkBuf)>; COW_BATCH] = Default::default();
+            let mut n = 0;
+            for index in chunks.by_ref() {
+                if self.is_preserved(index) || batch[..n].iter().flatten().any(|(i, _)| *i == index) {
+                    continue;
+                }
+                let (_, sectors) = self.geometry.chunk_sectors(index);
+                match ChunkBuf::new((sectors << SECTOR_SHIFT) as usize, GFP_KERNEL) {
+                    Ok(buf) => batch[n] = Some((index, buf)),
+                    Err(e) => {
+                        self.fail(e);
+                        break;
+                    }
+                }
+                n += 1;
+                if n == COW_BATCH {
+                    break;
+                }
             }
-            if self.is_preserved(chunk) {
-                continue;
+            if n == 0 {
+                break;
             }
-            let mut state = self.state.lock();
-            if let Err(e) = self.preserve(&mut state, chunk) {
+            if let Err(e) = self.copy_chunks(&mut batch[..n]) {
                 self.fail(e);
             }
         }
+        self.original_reads.wait_idle();
     }
 
-    /// Copy chunk `index` of the original into memory unless it is preserved
-    /// already; returns it.
-    fn preserve<'a>(self: &Arc<Self>, state: &'a mut AreaState, index: u64) -> Result<&'a mut Chunk> {
-        if state.chunks.get(&index).is_none() {
-            let (start, sectors) = self.geometry.chunk_sectors(index);
-            let mut buf = ChunkBuf::new((sectors << SECTOR_SHIFT) as usize, GFP_KERNEL)?;
-            buf.read_from_bdev(self.orig.bdev(), start)?;
-            let node = RBTreeNode::new(
-                index,
-                Chunk {
-                    buf: Some(buf),
-                    stored_at: None,
-                },
-                GFP_KERNEL,
-            )?;
-            state.chunks.insert(node);
-            self.mark_preserved(index);
-            self.queue_store(state, index)?;
+    /// Read the old contents of the batch's chunks from the original, then
+    /// keep them. The lock is not held while reading: writes to these chunks
+    /// are held back, and a chunk an image write preserved meanwhile keeps
+    /// that copy.
+    fn copy_chunks(self: &Arc<Self>, batch: &mut [Option<(u64, ChunkBuf)>]) -> Result {
+        let reads = batch.iter_mut().flatten().map(|(index, buf)| (buf, self.geometry.chunk_sectors(*index).0));
+        read_all_from_bdev(self.orig.bdev(), reads)?;
+        let mut state = self.state.lock();
+        for (index, buf) in batch.iter_mut().filter_map(Option::take) {
+            self.keep_preserved(&mut state, index, buf)?;
         }
-        state.chunks.get_mut(&index).ok_or(EINVAL)
+        Ok(())
     }
 
-    /// Queue chunk `index` (in memory) to be stored. When too many chunks wait
-    /// in memory, store some now: this throttles the writers.
+    /// Keep `buf` as the old contents of chunk `index`, unless it has some.
+    fn keep_preserved(self: &Arc<Self>, state: &mut AreaState, index: u64, buf: ChunkBuf) -> Result {
+        if state.chunks.get(&index).is_some() {
+            return Ok(());
+        }
+        let chunk = Chunk {
+            buf: Some(buf),
+            stored_at: None,
+            storing: false,
+        };
+        state.chunks.insert(RBTreeNode::new(index, chunk, GFP_KERNEL)?);
+        self.mark_preserved(index);
+        self.queue_store(state, index)
+    }
+
+    /// Queue chunk `index` (in memory) to be stored.
     fn queue_store(self: &Arc<Self>, state: &mut AreaState, index: u64) -> Result {
         if state.to_store.get(&index).is_none() {
             state.to_store.insert(RBTreeNode::new(index, (), GFP_KERNEL)?);
-        }
-        while state.to_store.iter().count() > self.max_in_memory {
-            if !self.store_one(state) {
-                break;
-            }
         }
         crate::enqueue::<_, STORE_WORK>(self.clone());
         Ok(())
     }
 
+    /// When too many chunks wait in memory, store some now: this throttles
+    /// the writers (and image writes).
+    fn throttle(&self) {
+        while self.state.lock().to_store.iter().count() > self.max_in_memory {
+            if !self.store_one() {
+                break;
+            }
+        }
+    }
+
     /// Write the first chunk waiting in memory to the storage and free its
     /// memory; false when none waits (or the snapshot is broken).
-    fn store_one(&self, state: &mut AreaState) -> bool {
+    fn store_one(&self) -> bool {
+        let mut state = self.state.lock();
         let Some(cursor) = state.to_store.cursor_front() else {
             return false;
         };
@@ -303,22 +363,70 @@ impl DiffArea {
         let Some(chunk) = state.chunks.get_mut(&index) else {
             return true;
         };
+        // A chunk being stored now is queued again only by an image
+        // write, which waits for that store first.
         let Some(buf) = chunk.buf.take() else {
             return true;
         };
-        let stored = match chunk.stored_at {
+        let at = match chunk.stored_at {
             Some(at) => Ok(at),
             None => self.storage.alloc((buf.len() >> SECTOR_SHIFT) as u64),
-        }
-        .and_then(|at| self.storage.write(&buf, at).map(|()| at));
-        match stored {
-            Ok(at) => chunk.stored_at = Some(at),
-            Err(e) => {
-                chunk.buf = Some(buf);
-                self.fail(e);
+        };
+        chunk.storing = true;
+        drop(state);
+
+        let stored = at.and_then(|at| self.storage.write(&buf, at).map(|()| at));
+
+        let mut state = self.state.lock();
+        if let Some(chunk) = state.chunks.get_mut(&index) {
+            chunk.storing = false;
+            match stored {
+                Ok(at) => chunk.stored_at = Some(at),
+                Err(e) => {
+                    chunk.buf = Some(buf);
+                    self.fail(e);
+                }
             }
         }
+        drop(state);
+        self.stored.notify_all();
         true
+    }
+
+    /// Wait until chunk `index` is not being stored.
+    fn wait_stored(&self, state: &mut StateGuard<'_>, index: u64) {
+        while state.chunks.get(&index).is_some_and(|c| c.storing) {
+            self.stored.wait(state);
+        }
+    }
+
+    /// Send an image read of chunks that are not preserved straight to the
+    /// original, without waiting; gives back any other bio, and a read the
+    /// worker must do.
+    fn read_unchanged(&self, bio: DiskBio) -> Option<DiskBio> {
+        if bio.op() != DiskOp::Read {
+            return Some(bio);
+        }
+        let (sector, count) = bio.sectors();
+        if sector.checked_add(count).map_or(true, |end| end > self.geometry.capacity)
+            || !self.tracker.is_attached_to(self.orig.bdev())
+        {
+            return Some(bio);
+        }
+        // Entered before looking: a chunk preserved after this look waits
+        // for the read before its write goes on (`preserve_for`).
+        let Some(ticket) = self.original_reads.try_enter() else {
+            return Some(bio);
+        };
+        if !self.geometry.chunks(sector, count).all(|c| !self.is_preserved(c)) {
+            return Some(bio);
+        }
+        bio.read_async_from(&self.orig, ticket).err().map(|(bio, _)| bio)
+    }
+
+    /// Wait for the image reads sent straight to the original.
+    pub(crate) fn wait_original_reads(&self) {
+        self.original_reads.wait_idle();
     }
 
     /// Read or write the image: returns the bio's result.
@@ -339,35 +447,7 @@ impl DiffArea {
         let start = sector << SECTOR_SHIFT;
         let mut state = self.state.lock();
         let result = match op {
-            // Nothing of it changed yet: straight from the original, while
-            // the lock keeps its chunks from being copied (and so written).
-            DiskOp::Read if self.geometry.chunks(sector, count).all(|c| !self.is_preserved(c)) => {
-                bio.read_from(self.orig.bdev())
-            }
-            DiskOp::Read => {
-                // The chunk last read from the original.
-                let mut cached: Option<(u64, ChunkBuf)> = None;
-                bio.for_each_piece(|offset, data| {
-                    for part in self.geometry.parts(start + offset as u64, data.len()) {
-                        let out = &mut data[part.bytes.clone()];
-                        match state.chunks.get(&part.chunk) {
-                            Some(Chunk { buf: Some(buf), .. }) => buf.read_at(part.offset, out)?,
-                            Some(Chunk { stored_at: Some(at), .. }) => {
-                                self.storage.read_part(out, *at, part.offset)?
-                            }
-                            _ => {
-                                if cached.as_ref().map(|(i, _)| *i) != Some(part.chunk) {
-                                    cached = Some((part.chunk, self.load(part.chunk, None)?));
-                                }
-                                if let Some((_, buf)) = &cached {
-                                    buf.read_at(part.offset, out)?;
-                                }
-                            }
-                        }
-                    }
-                    Ok(())
-                })
-            }
+            DiskOp::Read => self.image_read(&mut state, bio, start),
             DiskOp::Write => {
                 let r = bio.for_each_piece(|offset, data| {
                     for part in self.geometry.parts(start + offset as u64, data.len()) {
@@ -383,12 +463,34 @@ impl DiffArea {
             DiskOp::Flush => Ok(()),
             DiskOp::Other => Err(crate::kapi::errno::eopnotsupp()),
         };
+        drop(state);
+        self.throttle();
         if let Err(e) = result {
             if op == DiskOp::Write || e != EIO {
                 // A failed image write loses data of the image.
                 self.fail(e);
             }
             return Err(EIO);
+        }
+        Ok(())
+    }
+
+    /// Read the image: each chunk's part from where its old contents are.
+    /// The lock keeps chunks that are not preserved from being copied (and
+    /// so written) meanwhile.
+    fn image_read(&self, state: &mut StateGuard<'_>, bio: &mut DiskBio, start: u64) -> Result {
+        for part in self.geometry.parts(start, bio.len()) {
+            self.wait_stored(state, part.chunk);
+            match state.chunks.get(&part.chunk) {
+                Some(Chunk { buf: Some(buf), .. }) => {
+                    let base = part.bytes.start;
+                    bio.for_each_piece_in(part.bytes, |offset, data| buf.read_at(part.offset + offset - base, data))?
+                }
+                Some(Chunk { stored_at: Some(at), .. }) => {
+                    self.storage.read_part(bio, part.bytes, *at, part.offset)?
+                }
+                _ => bio.read_part_from(self.orig.bdev(), part.bytes)?,
+            }
         }
         Ok(())
     }
@@ -408,12 +510,17 @@ impl DiffArea {
     /// Write `data` at `offset` of chunk `index` of the image.
     fn image_write(
         self: &Arc<Self>,
-        state: &mut AreaState,
+        state: &mut StateGuard<'_>,
         index: u64,
         offset: usize,
         data: &[u8],
     ) -> Result {
-        let chunk = self.preserve(state, index)?;
+        self.wait_stored(state, index);
+        if state.chunks.get(&index).is_none() {
+            let buf = self.load(index, None)?;
+            self.keep_preserved(state, index, buf)?;
+        }
+        let chunk = state.chunks.get_mut(&index).ok_or(EINVAL)?;
         if chunk.buf.is_none() {
             chunk.buf = Some(self.load(index, chunk.stored_at)?);
         }
@@ -430,7 +537,9 @@ impl DiskHandler for DiffArea {
             bio.end(Err(EIO));
             return;
         }
-        this.image_bios.lock().push(bio);
-        crate::enqueue::<_, IMAGE_WORK>(this.clone());
+        if let Some(bio) = this.read_unchanged(bio) {
+            this.image_bios.lock().push(bio);
+            crate::enqueue::<_, IMAGE_WORK>(this.clone());
+        }
     }
 }

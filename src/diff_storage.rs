@@ -4,7 +4,10 @@
 //! writes would overwrite are kept.
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::{
+    ops::Range,
+    sync::atomic::{AtomicBool, Ordering},
+};
 use kernel::{
     new_mutex,
     prelude::*,
@@ -16,6 +19,7 @@ use kernel::{
 use crate::{
     event_queue::{EventKind, EventQueue},
     kapi::{
+        bio::DiskBio,
         buffer::ChunkBuf,
         file::{File, OpenMode},
         params,
@@ -153,8 +157,9 @@ impl DiffStorage {
         buf.read_from_file(&self.file, sector << SECTOR_SHIFT)
     }
 
-    /// Read `out` from byte `offset` of the chunk stored at `sector`.
-    pub(crate) fn read_part(&self, out: &mut [u8], sector: u64, offset: usize) -> Result {
-        self.file.read_at(out, (sector << SECTOR_SHIFT) + offset as u64)
+    /// Fill `range` of `bio`'s data from byte `offset` of the chunk stored
+    /// at `sector`.
+    pub(crate) fn read_part(&self, bio: &mut DiskBio, range: Range<usize>, sector: u64, offset: usize) -> Result {
+        bio.read_part_from_file(range, &self.file, (sector << SECTOR_SHIFT) + offset as u64)
     }
 }

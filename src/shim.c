@@ -14,6 +14,8 @@
 #include <linux/module.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
+#include <linux/uio.h>
+#include <linux/wait_bit.h>
 
 #include "shim.h"
 
@@ -107,14 +109,78 @@ bool blksnap_bdev_unsupported(struct block_device *bdev)
 	return false;
 }
 
-void blksnap_freeze_queue(struct block_device *bdev)
+void blksnap_freeze_queue_start(struct block_device *bdev)
 {
-	blk_mq_freeze_queue(bdev_get_queue(bdev));
+	blk_freeze_queue_start(bdev_get_queue(bdev));
+}
+
+void blksnap_freeze_queue_wait(struct block_device *bdev)
+{
+	blk_mq_freeze_queue_wait(bdev_get_queue(bdev));
 }
 
 void blksnap_unfreeze_queue(struct block_device *bdev)
 {
 	blk_mq_unfreeze_queue(bdev_get_queue(bdev));
+}
+
+/*
+ * I/O in flight (src/kapi/inflight.rs). Entering and waiting are full
+ * barriers, so an I/O entering and a task starting to wait see each other's
+ * earlier stores: the I/O sees the wait (and backs off) or the wait sees the
+ * I/O (and waits for it).
+ */
+bool blksnap_inflight_enter(atomic_t *inflight, atomic_t *draining)
+{
+	atomic_inc(inflight);
+	smp_mb__after_atomic();
+	if (likely(!atomic_read(draining)))
+		return true;
+	blksnap_inflight_leave(inflight);
+	return false;
+}
+
+void blksnap_inflight_leave(atomic_t *inflight)
+{
+	/* Only the address is used to wake: the counter may be gone after. */
+	if (atomic_dec_and_test(inflight))
+		wake_up_var(inflight);
+}
+
+void blksnap_inflight_wait(atomic_t *inflight, atomic_t *draining)
+{
+	atomic_inc(draining);
+	smp_mb__after_atomic();
+	wait_var_event(inflight, !atomic_read(inflight));
+	atomic_dec(draining);
+}
+
+/*
+ * Move len bytes between a file at *pos and the memory of a vector of pages,
+ * from byte skip of it: one call for a whole chunk. Direct I/O (no page
+ * cache, no copy) if asked and the file can; it fails with -EINVAL where
+ * the file's alignment does not allow it. Returns bytes moved or -errno.
+ */
+ssize_t blksnap_file_rw_bvec(struct file *file, loff_t *pos, const struct bio_vec *bvec,
+			     unsigned int nr, size_t skip, size_t len, bool write, bool direct)
+{
+	struct iov_iter iter;
+	struct kiocb iocb;
+	ssize_t ret;
+
+	iov_iter_bvec(&iter, write ? ITER_SOURCE : ITER_DEST, bvec, nr, skip + len);
+	iov_iter_advance(&iter, skip);
+	init_sync_kiocb(&iocb, file);
+	iocb.ki_pos = *pos;
+	if (direct && (file->f_mode & FMODE_CAN_ODIRECT))
+		iocb.ki_flags |= IOCB_DIRECT;
+	if (write)
+		ret = vfs_iocb_iter_write(file, &iocb, &iter);
+	else
+		ret = vfs_iocb_iter_read(file, &iocb, &iter);
+	if (ret > 0)
+		*pos = iocb.ki_pos;
+	return ret;
 }
 
 /* The device a storage file's data lives on: its own, or its file system's. */

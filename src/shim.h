@@ -9,6 +9,7 @@
 #include <linux/types.h>
 
 struct bio;
+struct bio_vec;
 struct blkfilter;
 struct block_device;
 struct file;
@@ -56,7 +57,13 @@ bool blksnap_filter_attached(struct block_device *bdev, struct blkfilter *flt);
 struct file *blksnap_bdev_open(dev_t dev);
 void blksnap_bdev_limits(struct block_device *bdev, struct blksnap_bdev_limits *l);
 bool blksnap_bdev_unsupported(struct block_device *bdev);
-void blksnap_freeze_queue(struct block_device *bdev);
+void blksnap_freeze_queue_start(struct block_device *bdev);
+void blksnap_freeze_queue_wait(struct block_device *bdev);
+bool blksnap_inflight_enter(atomic_t *inflight, atomic_t *draining);
+void blksnap_inflight_leave(atomic_t *inflight);
+void blksnap_inflight_wait(atomic_t *inflight, atomic_t *draining);
+ssize_t blksnap_file_rw_bvec(struct file *file, loff_t *pos, const struct bio_vec *bvec,
+			     unsigned int nr, size_t skip, size_t len, bool write, bool direct);
 void blksnap_unfreeze_queue(struct block_device *bdev);
 dev_t blksnap_file_dev(struct file *file);
 loff_t blksnap_file_size(struct file *file);

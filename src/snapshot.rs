@@ -121,9 +121,13 @@ impl Snapshot {
         for m in state.members.iter() {
             frozen_fs.push(m.orig.bdev().freeze_fs()?, GFP_KERNEL)?;
         }
+        // Start every freeze, then wait: the queues drain in parallel.
         let mut frozen_queues = KVec::with_capacity(state.members.len(), GFP_KERNEL)?;
         for m in state.members.iter() {
-            frozen_queues.push(m.orig.bdev().freeze_queue(), GFP_KERNEL)?;
+            frozen_queues.push(m.orig.bdev().start_queue_freeze(), GFP_KERNEL)?;
+        }
+        for queue in frozen_queues.iter() {
+            queue.wait();
         }
         // Nothing here can fail: every device switches, or none.
         for (m, (area, new_map)) in state.members.iter().zip(prepared.iter_mut()) {
@@ -159,9 +163,12 @@ impl Snapshot {
         for m in state.members.iter_mut() {
             m.tracker.stop_cow();
             m.tracker.leave();
-            // The image goes first: its bios are failed once the area's
-            // worker sees it broken or finishes them.
-            m.taken = None;
+            if let Some((area, image)) = m.taken.take() {
+                // No new image I/O once the image is gone; the area's last
+                // reference may go in any context, without waiting.
+                drop(image);
+                area.wait_original_reads();
+            }
         }
         state.members = KVec::new();
     }

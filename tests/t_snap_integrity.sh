@@ -27,18 +27,14 @@ for r in $(seq 1 "$rounds"); do
 	: >"$w/diff$r"
 	snap_create id "$w/diff$r" 128M "$dev"
 	snap_take "$id"
-	reader=
-	if [ "$r" = 1 ]; then
-		# Read the image while copy-on-write runs under it.
-		stamp verify "$img" --seq 0 --seed "$fill_seed" >"$w/concurrent.log" 2>&1 &
-		reader=$!
-	fi
+	# Read the image while copy-on-write runs under it: reads of chunks
+	# not copied yet go straight to the original, racing with the writes.
+	stamp verify "$img" --seq 0 --seed "$fill_seed" >"$w/concurrent.log" 2>&1 &
+	reader=$!
 	stamp overwrite "$dev" --seed "$seed" "${plan[@]}" ||
 		fail "round $r (seed $seed): overwrite of the original"
-	if [ -n "$reader" ]; then
-		wait "$reader" || { cat "$w/concurrent.log"; fail "round $r (seed $seed): image read during the overwrite differs"; }
-		cat "$w/concurrent.log"
-	fi
+	wait "$reader" || { cat "$w/concurrent.log"; fail "round $r (seed $seed): image read during the overwrite differs"; }
+	cat "$w/concurrent.log"
 	[ "$(snap_info "$dev" error_code)" = 0 ] || fail "round $r (seed $seed): snapshot reports an error"
 	stamp verify "$img" --seq 0 --seed "$fill_seed" ||
 		fail "round $r (seed $seed): the image is not the content at the take"

@@ -13,7 +13,8 @@ extern "C" {
     fn blksnap_bdev_open(dev: bindings::dev_t) -> *mut core::ffi::c_void;
     fn blksnap_bdev_limits(bdev: *mut core::ffi::c_void, limits: *mut BdevLimits);
     fn blksnap_bdev_unsupported(bdev: *mut core::ffi::c_void) -> bool;
-    fn blksnap_freeze_queue(bdev: *mut core::ffi::c_void);
+    fn blksnap_freeze_queue_start(bdev: *mut core::ffi::c_void);
+    fn blksnap_freeze_queue_wait(bdev: *mut core::ffi::c_void);
     fn blksnap_unfreeze_queue(bdev: *mut core::ffi::c_void);
 }
 
@@ -95,13 +96,14 @@ impl BlockDevice {
         Ok(FrozenFs(self))
     }
 
-    /// Freeze the device's queue: no I/O is in flight or starts until the
-    /// guard is dropped. The queue is the whole disk's: freeze every file
-    /// system of the disk before.
-    pub(crate) fn freeze_queue(&self) -> FrozenQueue<'_> {
+    /// Start freezing the device's queue: no I/O starts until the guard is
+    /// dropped, and none is in flight once [`FrozenQueue::wait`] returns.
+    /// Several queues frozen at once drain together. The queue is the whole
+    /// disk's: freeze every file system of the disk before.
+    pub(crate) fn start_queue_freeze(&self) -> FrozenQueue<'_> {
         // SAFETY: by the type invariant the device is live; undone in
         // `FrozenQueue::drop`.
-        unsafe { blksnap_freeze_queue(self.as_raw().cast()) };
+        unsafe { blksnap_freeze_queue_start(self.as_raw().cast()) };
         FrozenQueue(self)
     }
 }
@@ -117,8 +119,16 @@ impl Drop for FrozenFs<'_> {
     }
 }
 
-/// A device whose queue is frozen; unfrozen on drop.
+/// A device whose queue is frozen (or freezing); unfrozen on drop.
 pub(crate) struct FrozenQueue<'a>(&'a BlockDevice);
+
+impl FrozenQueue<'_> {
+    /// Wait until the I/O in flight when the freeze started is done.
+    pub(crate) fn wait(&self) {
+        // SAFETY: the device is live (borrowed) and its freeze started.
+        unsafe { blksnap_freeze_queue_wait(self.0.as_raw().cast()) };
+    }
+}
 
 impl Drop for FrozenQueue<'_> {
     fn drop(&mut self) {

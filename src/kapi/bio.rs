@@ -2,10 +2,13 @@
 //! Bios (`struct bio`): the ones a filter takes over from a device, the ones
 //! an image disk receives, and queues of them.
 
-use core::{marker::PhantomData, ptr::NonNull};
-use kernel::{bindings, prelude::*};
+use core::{marker::PhantomData, ops::Range, ptr::NonNull};
+use kernel::{bindings, prelude::*, sync::Arc};
 
-use super::bdev::BlockDevice;
+use super::{
+    bdev::{BdevFile, BlockDevice},
+    file::{Direction, File},
+};
 
 /// Reads the common fields of a live bio.
 ///
@@ -197,8 +200,14 @@ impl DiskBio {
     /// Call `f(offset, data)` for each piece of the bio's memory, in order;
     /// `offset` is the byte offset of the piece in the bio's data. A piece
     /// never crosses a page. Stops at the first error.
-    pub(crate) fn for_each_piece(
+    pub(crate) fn for_each_piece(&mut self, f: impl FnMut(usize, &mut [u8]) -> Result) -> Result {
+        self.for_each_piece_in(0..usize::MAX, f)
+    }
+
+    /// The same for the bytes of the bio's data in `range` only.
+    pub(crate) fn for_each_piece_in(
         &mut self,
+        range: Range<usize>,
         mut f: impl FnMut(usize, &mut [u8]) -> Result,
     ) -> Result {
         const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
@@ -206,7 +215,7 @@ impl DiskBio {
         // vector describe its memory and are not changed while we own it.
         let (mut iter, vecs) = unsafe { ((*self.get()).bi_iter, (*self.get()).bi_io_vec) };
         let mut offset = 0usize;
-        while iter.bi_size > 0 {
+        while iter.bi_size > 0 && offset < range.end {
             // SAFETY: `bi_idx` indexes the bio's vector while `bi_size` says
             // data is left.
             let bv = unsafe { *vecs.add(iter.bi_idx as usize) };
@@ -215,23 +224,27 @@ impl DiskBio {
             // A multi-page vector covers physically contiguous pages.
             let start = bv.bv_offset as usize + in_bv;
             let mut done = 0;
-            while done < len {
+            while done < len && offset < range.end {
                 let pos = start + done;
-                let n = (PAGE_SIZE - pos % PAGE_SIZE).min(len - done);
-                // SAFETY: the page is the `pos / PAGE_SIZE`-th of the
-                // vector's contiguous range (contiguous `struct page`s on
-                // x86_64's vmemmap); it is mapped for the closure's call
-                // only, and the bio's memory is the driver's while it owns the
-                // bio.
-                let r = unsafe {
-                    let page = bv.bv_page.add(pos / PAGE_SIZE);
-                    let addr = bindings::kmap_local_page(page).cast::<u8>();
-                    let data = core::slice::from_raw_parts_mut(addr.add(pos % PAGE_SIZE), n);
-                    let r = f(offset, data);
-                    bindings::kunmap_local(addr.cast());
-                    r
-                };
-                r?;
+                let n = (PAGE_SIZE - pos % PAGE_SIZE).min(len - done).min(range.end - offset);
+                // The piece's bytes before `range`.
+                let skip = range.start.saturating_sub(offset).min(n);
+                if skip < n {
+                    // SAFETY: the page is the `pos / PAGE_SIZE`-th of the
+                    // vector's contiguous range (contiguous `struct page`s
+                    // on x86_64's vmemmap); it is mapped for the closure's
+                    // call only, and the bio's memory is the driver's while
+                    // it owns the bio.
+                    let r = unsafe {
+                        let page = bv.bv_page.add(pos / PAGE_SIZE);
+                        let addr = bindings::kmap_local_page(page).cast::<u8>();
+                        let data = core::slice::from_raw_parts_mut(addr.add(pos % PAGE_SIZE + skip), n - skip);
+                        let r = f(offset + skip, data);
+                        bindings::kunmap_local(addr.cast());
+                        r
+                    };
+                    r?;
+                }
                 offset += n;
                 done += n;
             }
@@ -246,9 +259,19 @@ impl DiskBio {
         Ok(())
     }
 
-    /// Read the bio's data from the same sectors of `bdev`, straight into
-    /// its memory, and wait. Called in a no-I/O scope.
-    pub(crate) fn read_from(&mut self, bdev: &BlockDevice) -> Result {
+    /// Bytes of data.
+    pub(crate) fn len(&self) -> usize {
+        // SAFETY: by the type invariant the bio is live.
+        unsafe { (*self.get()).bi_iter.bi_size as usize }
+    }
+
+    /// Read the bytes of the bio's data in `range` (whole sectors) from the
+    /// same place on `bdev`, straight into its memory, and wait. Called in a
+    /// no-I/O scope.
+    pub(crate) fn read_part_from(&mut self, bdev: &BlockDevice, range: Range<usize>) -> Result {
+        if range.start % 512 != 0 || range.len() % 512 != 0 || range.end > self.len() {
+            return Err(EINVAL);
+        }
         // SAFETY: both are live; the clone shares the bio's memory, which is
         // ours while we own the bio, and a sleeping mask cannot fail to get a
         // clone from the bio set's mempool.
@@ -263,8 +286,10 @@ impl DiskBio {
         if clone.is_null() {
             return Err(ENOMEM);
         }
-        // SAFETY: the clone is ours until `bio_put`; the I/O is synchronous.
+        // SAFETY: the clone is ours until `bio_put`; the range is inside it;
+        // the I/O is synchronous.
         let status = unsafe {
+            bindings::bio_trim(clone, (range.start / 512) as u64, (range.len() / 512) as u64);
             let status = bindings::submit_bio_wait(clone);
             bindings::bio_put(clone);
             status
@@ -272,14 +297,89 @@ impl DiskBio {
         kernel::error::to_result(status)
     }
 
+    /// Fill the bytes of the bio's data in `range` from `file` at byte
+    /// `pos`.
+    pub(crate) fn read_part_from_file(&mut self, range: Range<usize>, file: &File, pos: u64) -> Result {
+        if range.end > self.len() {
+            return Err(EINVAL);
+        }
+        // SAFETY: by the type invariant the bio is live; its iterator and
+        // vector describe its memory and are not changed while we own it.
+        let (iter, vecs) = unsafe { ((*self.get()).bi_iter, (*self.get()).bi_io_vec) };
+        // The vectors, from the current one, that hold the data left.
+        let need = iter.bi_bvec_done as usize + iter.bi_size as usize;
+        let mut nr = 0;
+        let mut covered = 0;
+        while covered < need {
+            // SAFETY: the bio's vectors from `bi_idx` hold `need` bytes.
+            covered += unsafe { (*vecs.add(iter.bi_idx as usize + nr)).bv_len } as usize;
+            nr += 1;
+        }
+        // SAFETY: as above; `range` of the data left is inside them, and the
+        // bio's memory is the driver's while it owns the bio.
+        unsafe {
+            let vecs = core::slice::from_raw_parts(vecs.add(iter.bi_idx as usize), nr);
+            file.rw_vectors(vecs, iter.bi_bvec_done as usize + range.start, range.len(), pos, Direction::Read)
+        }
+    }
+
+    /// Read the bio's data from the same sectors of `orig`, straight into
+    /// its memory, without waiting: the bio ends when that read does, then
+    /// `guard` is dropped (in the read's completion, any context). Gives
+    /// the bio back if memory is short: the caller is submitting I/O and
+    /// must not wait for memory.
+    pub(crate) fn read_async_from<G: Send>(
+        self,
+        orig: &Arc<BdevFile>,
+        guard: G,
+    ) -> Result<(), (Self, G)> {
+        let Ok(ctx) = KBox::<ReadContext<G>>::new_uninit(GFP_NOWAIT) else {
+            return Err((self, guard));
+        };
+        // SAFETY: both bios are live; the clone shares the bio's memory,
+        // which is ours while we own the bio. Without a sleeping mask the
+        // clone may be refused, never waited for.
+        let clone = unsafe {
+            bindings::bio_alloc_clone(
+                orig.bdev().as_raw(),
+                self.get(),
+                bindings::GFP_NOWAIT,
+                core::ptr::addr_of_mut!(bindings::fs_bio_set),
+            )
+        };
+        if clone.is_null() {
+            return Err((self, guard));
+        }
+        let ctx = KBox::into_raw(KBox::write(
+            ctx,
+            ReadContext {
+                parent: self,
+                _orig: orig.clone(),
+                guard,
+            },
+        ));
+        // SAFETY: the clone is ours; `read_done` takes the context back
+        // once, when the read ends. The context keeps `orig` open meanwhile.
+        unsafe {
+            (*clone).bi_private = ctx.cast();
+            (*clone).bi_end_io = Some(read_done::<G>);
+            bindings::submit_bio_noacct(clone);
+        }
+        Ok(())
+    }
+
     /// End the bio: successfully, or with `err`.
     pub(crate) fn end(self, result: Result) {
-        let raw = self.into_raw().as_ptr();
         let status = match result {
             Ok(()) => 0,
             // SAFETY: any errno value maps to a status.
             Err(e) => unsafe { bindings::errno_to_blk_status(e.to_errno()) },
         };
+        self.end_with_status(status);
+    }
+
+    fn end_with_status(self, status: bindings::blk_status_t) {
+        let raw = self.into_raw().as_ptr();
         // SAFETY: the bio is ours; ending it gives it back.
         unsafe {
             (*raw).bi_status = status;
@@ -297,6 +397,32 @@ impl Drop for DiskBio {
             bindings::bio_endio(raw);
         }
     }
+}
+
+/// What a read sent on by [`DiskBio::read_async_from`] ends when done.
+struct ReadContext<G> {
+    parent: DiskBio,
+    _orig: Arc<BdevFile>,
+    guard: G,
+}
+
+/// The end of a read sent on by [`DiskBio::read_async_from`].
+///
+/// # Safety
+///
+/// `clone` is the clone that function submitted, ending once.
+unsafe extern "C" fn read_done<G: Send>(clone: *mut bindings::bio) {
+    // SAFETY: the clone is live until `bio_put`; its private pointer is the
+    // boxed context, given back here once.
+    let (ctx, status) = unsafe {
+        let ctx = KBox::from_raw((*clone).bi_private.cast::<ReadContext<G>>());
+        let status = (*clone).bi_status;
+        bindings::bio_put(clone);
+        (ctx, status)
+    };
+    let ReadContext { parent, _orig, guard } = KBox::into_inner(ctx);
+    parent.end_with_status(status);
+    drop(guard);
 }
 
 /// A FIFO of owned bios, linked through `bi_next`: queueing never allocates

@@ -8,7 +8,10 @@ use kernel::{
     prelude::*,
 };
 
-use super::{bdev::BlockDevice, file::File};
+use super::{
+    bdev::BlockDevice,
+    file::{Direction, File},
+};
 
 /// `len` bytes of data in pages.
 pub(crate) struct ChunkBuf {
@@ -74,9 +77,59 @@ impl ChunkBuf {
     /// Fill the buffer from `bdev`, starting at `sector`, bypassing the page
     /// cache (which may hold newer data than the device), and wait.
     pub(crate) fn read_from_bdev(&mut self, bdev: &BlockDevice, sector: u64) -> Result {
-        let mut sector = sector;
+        read_all_from_bdev(bdev, [(self, sector)])
+    }
+
+    /// Fill the buffer from `file` at byte `pos`.
+    pub(crate) fn read_from_file(&mut self, file: &File, pos: u64) -> Result {
+        let vecs = self.vectors()?;
+        // SAFETY: the vectors are this buffer's pages, `len` bytes, borrowed
+        // mutably for the call.
+        unsafe { file.rw_vectors(&vecs, 0, self.len, pos, Direction::Read) }
+    }
+
+    /// Write the buffer to `file` at byte `pos`.
+    pub(crate) fn write_to_file(&self, file: &File, pos: u64) -> Result {
+        let vecs = self.vectors()?;
+        // SAFETY: the vectors are this buffer's pages, `len` bytes, borrowed
+        // (so unchanged) for the call.
+        unsafe { file.rw_vectors(&vecs, 0, self.len, pos, Direction::Write) }
+    }
+
+    /// The buffer's pages as I/O vectors.
+    fn vectors(&self) -> Result<KVec<bindings::bio_vec>> {
+        let mut vecs = KVec::with_capacity(self.pages.len(), GFP_KERNEL)?;
         let mut left = self.len;
-        for pages in self.pages.chunks(bindings::BIO_MAX_VECS as usize) {
+        for page in self.pages.iter() {
+            let n = left.min(PAGE_SIZE);
+            vecs.push(
+                bindings::bio_vec {
+                    bv_page: page.as_ptr(),
+                    bv_len: n as u32,
+                    bv_offset: 0,
+                },
+                GFP_KERNEL,
+            )?;
+            left -= n;
+        }
+        Ok(vecs)
+    }
+}
+
+/// Fill each buffer from `bdev`, starting at its sector, bypassing the page
+/// cache (which may hold newer data than the device): all reads are in
+/// flight together; waits for the last. Fails if any read fails.
+pub(crate) fn read_all_from_bdev<'a>(
+    bdev: &BlockDevice,
+    reads: impl IntoIterator<Item = (&'a mut ChunkBuf, u64)>,
+) -> Result {
+    // Each bio is chained to the next one and submitted: the last one ends
+    // when all have.
+    let mut last: *mut bindings::bio = core::ptr::null_mut();
+    let mut result = Ok(());
+    'all: for (buf, mut sector) in reads {
+        let mut left = buf.len;
+        for pages in buf.pages.chunks(bindings::BIO_MAX_VECS as usize) {
             // SAFETY: `bdev` is live (it is borrowed); with a sleeping GFP
             // mask and at most BIO_MAX_VECS vectors the allocation from the
             // bio set's mempool cannot fail.
@@ -90,12 +143,14 @@ impl ChunkBuf {
                 )
             };
             if bio.is_null() {
-                return Err(ENOMEM);
+                result = Err(ENOMEM);
+                break 'all;
             }
             let mut bytes = 0;
-            // SAFETY: `bio` is ours until `bio_put`; the pages are ours and
-            // outlive the synchronous I/O.
-            let status = unsafe {
+            // SAFETY: `bio` is ours until submitted; the pages are ours (the
+            // buffers are borrowed) and outlive the I/O, which ends before
+            // this function returns. `last`, if any, is ours, not submitted.
+            unsafe {
                 (*bio).bi_iter.bi_sector = sector;
                 for page in pages {
                     // The last chunk of a device may end inside a page.
@@ -105,51 +160,24 @@ impl ChunkBuf {
                     left -= n;
                     bytes += n;
                 }
-                let status = bindings::submit_bio_wait(bio);
-                bindings::bio_put(bio);
-                status
-            };
-            kernel::error::to_result(status)?;
+                if !last.is_null() {
+                    bindings::bio_chain(last, bio);
+                    bindings::submit_bio(last);
+                }
+            }
+            last = bio;
             sector += (bytes / 512) as u64;
         }
-        Ok(())
     }
-
-    /// Fill the buffer from `file` at byte `pos`.
-    pub(crate) fn read_from_file(&mut self, file: &File, mut pos: u64) -> Result {
-        let mut left = self.len;
-        for page in self.pages.iter_mut() {
-            let n = left.min(PAGE_SIZE);
-            with_mapped(page, |data| file.read_at(&mut data[..n], pos))?;
-            pos += n as u64;
-            left -= n;
-        }
-        Ok(())
+    if last.is_null() {
+        return result;
     }
-
-    /// Write the buffer to `file` at byte `pos`.
-    pub(crate) fn write_to_file(&self, file: &File, mut pos: u64) -> Result {
-        let mut left = self.len;
-        for page in self.pages.iter() {
-            let n = left.min(PAGE_SIZE);
-            // The page is only read through the mapping.
-            with_mapped(page, |data| file.write_at(&data[..n], pos))?;
-            pos += n as u64;
-            left -= n;
-        }
-        Ok(())
-    }
-}
-
-/// Call `f` with the page mapped as a byte slice.
-fn with_mapped<T>(page: &Page, f: impl FnOnce(&mut [u8]) -> T) -> T {
-    // SAFETY: the page is owned by a buffer borrowed by the caller, which
-    // does not touch it through other paths meanwhile; the mapping lasts
-    // until `kunmap_local`, after `f`.
-    unsafe {
-        let addr = bindings::kmap_local_page(page.as_ptr()).cast::<u8>();
-        let r = f(core::slice::from_raw_parts_mut(addr, PAGE_SIZE));
-        bindings::kunmap_local(addr.cast());
-        r
-    }
+    // SAFETY: `last` is ours, not submitted; it ends after every bio
+    // chained to it.
+    let status = unsafe {
+        let status = bindings::submit_bio_wait(last);
+        bindings::bio_put(last);
+        status
+    };
+    result.and(kernel::error::to_result(status))
 }

@@ -10,6 +10,23 @@ extern "C" {
     fn blksnap_file_dev(file: *mut core::ffi::c_void) -> bindings::dev_t;
     fn blksnap_file_size(file: *mut core::ffi::c_void) -> bindings::loff_t;
     fn blksnap_file_is_bdev(file: *mut core::ffi::c_void) -> bool;
+    fn blksnap_file_rw_bvec(
+        file: *mut core::ffi::c_void,
+        pos: *mut bindings::loff_t,
+        bvec: *const core::ffi::c_void,
+        nr: u32,
+        skip: usize,
+        len: usize,
+        write: bool,
+        direct: bool,
+    ) -> isize;
+}
+
+/// Which way data moves between a file and memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Direction {
+    Read,
+    Write,
 }
 
 /// An open file, closed on drop.
@@ -80,33 +97,46 @@ impl File {
         u64::try_from(size).map_err(|_| Error::from_errno(size as i32))
     }
 
-    /// Fill `buf` from byte `pos`; EIO past the end.
-    pub(crate) fn read_at(&self, buf: &mut [u8], pos: u64) -> Result {
+    /// Move `len` bytes between the file at byte `pos` and the memory
+    /// `vecs` describe, from byte `skip` of it; EIO past the end of the
+    /// file. Direct I/O where the file and the alignment allow it (no copy
+    /// through the page cache), buffered otherwise.
+    ///
+    /// # Safety
+    ///
+    /// The vectors' pages are live and hold `skip + len` bytes; for a read
+    /// nothing else touches them meanwhile, for a write nothing changes them.
+    pub(super) unsafe fn rw_vectors(
+        &self,
+        vecs: &[bindings::bio_vec],
+        skip: usize,
+        len: usize,
+        pos: u64,
+        dir: Direction,
+    ) -> Result {
         let mut pos = i64::try_from(pos).map_err(|_| EINVAL)?;
         let mut done = 0;
-        while done < buf.len() {
-            let rest = &mut buf[done..];
-            // SAFETY: by the type invariant the file is open; `rest` is valid
-            // for writes of its length.
+        let mut direct = true;
+        while done < len {
+            // SAFETY: by the type invariant the file is open (for writing,
+            // if it is a write); the memory is as the caller promises.
             let r = unsafe {
-                bindings::kernel_read(self.as_raw(), rest.as_mut_ptr().cast(), rest.len(), &mut pos)
+                blksnap_file_rw_bvec(
+                    self.as_raw().cast(),
+                    &mut pos,
+                    vecs.as_ptr().cast(),
+                    vecs.len() as u32,
+                    skip + done,
+                    len - done,
+                    dir == Direction::Write,
+                    direct,
+                )
             };
-            done += io_result(r)?;
-        }
-        Ok(())
-    }
-
-    /// Write `buf` at byte `pos`.
-    pub(crate) fn write_at(&self, buf: &[u8], pos: u64) -> Result {
-        let mut pos = i64::try_from(pos).map_err(|_| EINVAL)?;
-        let mut done = 0;
-        while done < buf.len() {
-            let rest = &buf[done..];
-            // SAFETY: by the type invariant the file is open for writing;
-            // `rest` is valid for reads of its length.
-            let r = unsafe {
-                bindings::kernel_write(self.as_raw(), rest.as_ptr().cast(), rest.len(), &mut pos)
-            };
+            if direct && r == -(bindings::EINVAL as isize) {
+                // Not aligned for direct I/O: through the page cache.
+                direct = false;
+                continue;
+            }
             done += io_result(r)?;
         }
         Ok(())

@@ -11,6 +11,7 @@ pub(crate) mod disk;
 pub(crate) mod errno;
 pub(crate) mod file;
 pub(crate) mod global;
+pub(crate) mod inflight;
 pub(crate) mod noio;
 pub(crate) mod params;
 pub(crate) mod random;
