@@ -88,20 +88,48 @@ declare -A WORKLOAD=(
 WRITES="randwrite4k seqwrite1m"
 READS="randread4k seqread1m"
 
+# first_touch_log SIZE: a fio I/O log of one 4 KiB write at the start of
+# each chunk of a SIZE-byte device, in a random order (the same every time):
+# every write of a first-touch run meets a chunk not copied yet.
+first_touch_log() {
+	local log=/tmp/first-touch-$1.iolog
+	[ -e "$log" ] || python3 - "$1" "$((chunk_sectors * 512))" "$log" <<-'EOF'
+		import random, sys
+		size, chunk, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+		starts = list(range(0, size - 4096 + 1, chunk))
+		random.Random(1).shuffle(starts)
+		with open(path, "w") as f:
+		    f.write("fio version 2 iolog\n/dev/target add\n/dev/target open\n")
+		    f.writelines(f"/dev/target write {s} 4096\n" for s in starts)
+		    f.write("/dev/target close\n")
+	EOF
+	echo "$log"
+}
+
 # fio_run TARGET SETUP REP DEV WORKLOAD...: measured jobs, one after the
 # other (stonewall) in one fio process: under TCG fio takes seconds to start.
+# Each job runs for the whole runtime, passing over the device again if it
+# must (a sequential pass can take a fraction of a second), except the
+# first-touch writes of a snapshot: one pass at most, and the 4 KiB ones
+# replay first_touch_log, so that every write pays for a copy.
 fio_run() {
-	local target=$1 setup=$2 rep=$3 dev=$4 name file size w jobs=()
+	local target=$1 setup=$2 rep=$3 dev=$4 name file size w jobs=() passes=()
 	shift 4
 	name=$target-$setup-$rep-$1
 	file=fio/$name.json
 	size=$(blockdev --getsize64 "$dev") || { error "$name: size of $dev"; return; }
 	for w in "$@"; do
-		# shellcheck disable=SC2206
-		jobs+=(--name="$w" --stonewall ${WORKLOAD[$w]})
+		if [[ $setup == *-first && $w == randwrite4k ]]; then
+			jobs+=(--name="$w" --stonewall --read_iolog="$(first_touch_log "$size")"
+				--replay_redirect="$dev" --replay_no_stall=1)
+		else
+			# shellcheck disable=SC2206
+			jobs+=(--name="$w" --stonewall ${WORKLOAD[$w]})
+		fi
 	done
+	[[ $setup == *-first ]] || passes=(--time_based)
 	if "${fio_env[@]}" fio --filename="$dev" --thread --direct=1 --ioengine="$engine" \
-		--iodepth=4 --size="$size" --runtime="$runtime" --randrepeat=1 \
+		--iodepth=4 --size="$size" --runtime="$runtime" "${passes[@]}" --randrepeat=1 \
 		--output-format=json --output="$out/$file" "${jobs[@]}" >/tmp/fio.log 2>&1; then
 		for w in "$@"; do
 			emit type=fio "target=$target" "setup=$setup" "workload=$w" "rep=$rep" \
