@@ -8,7 +8,8 @@
 # status is 1 if any step failed.
 #
 # Environment: BLKSNAP_MODULE, BLKSNAP_TOOLS, BENCH_MODE (quick|full),
-# BENCH_PARTS (what to run, default "memory,take,virtio,loop"), BENCH_REPS
+# BENCH_PARTS (what to run, default "memory,take,virtio,loop"; "profile"
+# adds perf profiles of first-touch writes), BENCH_REPS
 # (repetitions instead of the mode's),
 # BENCH_OUT (default /run/out), BENCH_FIO_PRELOAD (bench/fio-noshm.c built),
 # BENCH_VIRTIO_MB and BENCH_VIRTIO_COW_MB (the sizes of /dev/vda and
@@ -21,7 +22,7 @@ out=${BENCH_OUT:-/run/out}
 BLKSNAP=$BLKSNAP_TOOLS/blksnap
 jsonl=$out/bench.jsonl
 mkdir -p "$out/fio"
-rm -f "$jsonl" "$out"/fio/*.json
+rm -f "$jsonl" "$out"/fio/*.json "$out"/profile-*.txt
 
 if [ "$mode" = full ]; then
 	reps=3 runtime=10
@@ -330,17 +331,30 @@ blksnap_round() {
 	$BLKSNAP snapshot_destroy -i "$id" >/dev/null || error "$target: snapshot_destroy"
 }
 
+# dm_origin ORIG: /dev/mapper/bench-origin, the snapshot-origin target over
+# ORIG, through which writes to ORIG go while it has snapshots.
+dm_origin() {
+	dm create bench-origin --table "0 $(blockdev --getsz "$1") snapshot-origin $1" &&
+		dm mknodes bench-origin
+}
+
+# dm_snapshot ORIG COW: /dev/mapper/bench-snap, a snapshot of ORIG (under
+# bench-origin) with a new persistent exception store on COW.
+dm_snapshot() {
+	# A zeroed header: a new, empty exception store.
+	dd if=/dev/zero of="$2" bs=1M count=1 oflag=direct status=none
+	dm suspend bench-origin &&
+		dm create bench-snap --table "0 $(blockdev --getsz "$1") snapshot $1 $2 P $chunk_sectors" &&
+		dm resume bench-origin && dm mknodes bench-snap && return
+	dm resume bench-origin
+	return 1
+}
+
 # dm_round: the same with dm-snapshot (persistent exception store on COW,
 # same chunk size). The origin goes through the snapshot-origin target.
 dm_round() {
-	local target=$1 rep=$2 orig=$3 cow=$4 w=$5 sectors
-	sectors=$(blockdev --getsz "$orig")
-	# A zeroed header: a new, empty exception store.
-	dd if=/dev/zero of="$cow" bs=1M count=1 oflag=direct status=none
-	dm suspend bench-origin &&
-		dm create bench-snap --table "0 $sectors snapshot $orig $cow P $chunk_sectors" &&
-		dm resume bench-origin && dm mknodes bench-snap ||
-		{ error "$target: dm-snapshot create"; dm resume bench-origin; return; }
+	local target=$1 rep=$2 orig=$3 cow=$4 w=$5
+	dm_snapshot "$orig" "$cow" || { error "$target: dm-snapshot create"; return; }
 	if [ "$w" = randwrite4k ]; then
 		fio_run "$target" dm-image-unchanged "$rep" /dev/mapper/bench-snap $READS
 	fi
@@ -374,8 +388,7 @@ bench_target() {
 		else
 			error "$target: attach"
 		fi
-		if dm create bench-origin --table "0 $(blockdev --getsz "$orig") snapshot-origin $orig" &&
-			dm mknodes bench-origin; then
+		if dm_origin "$orig"; then
 			for w in $WRITES; do dm_round "$target" "$rep" "$orig" "$cow" "$w"; done
 			dm remove bench-origin || error "$target: dm remove origin"
 		else
@@ -384,19 +397,67 @@ bench_target() {
 	done
 }
 
-# The loop target: two loop devices over files in the guest's tmpfs.
-bench_loop() {
+# on_loops FUNCTION: FUNCTION ORIGIN STORAGE with two loop devices over
+# files in the guest's tmpfs (the loop target).
+on_loops() {
 	local lo lo_cow
 	truncate -s "${loop_mb}M" /tmp/origin.img
 	truncate -s "${loop_cow_mb}M" /tmp/cow.img
 	if lo=$(losetup --show -f /tmp/origin.img) && lo_cow=$(losetup --show -f /tmp/cow.img); then
-		bench_target loop "$lo" "$lo_cow"
+		"$1" "$lo" "$lo_cow"
 		losetup -d "$lo"
 		losetup -d "$lo_cow"
 	else
 		error "loop devices"
 	fi
 	rm -f /tmp/origin.img /tmp/cow.img
+}
+
+bench_loop() {
+	bench_target loop "$1" "$2"
+}
+
+# --- profile ----------------------------------------------------------------
+
+# perf_first NAME DEV: profile the whole guest (kernel call graphs) while
+# first-touch 4 KiB writes go to DEV; the report goes to profile-NAME.txt.
+perf_first() {
+	local data=/tmp/perf-$1.data
+	if perf record -q -a -g -e cpu-clock -o "$data" -- "${fio_env[@]}" fio --name=first \
+		--filename="$2" --thread --direct=1 --ioengine="$engine" --iodepth=4 \
+		--read_iolog="$(first_touch_log "$(blockdev --getsize64 "$2")")" \
+		--replay_redirect="$2" --replay_no_stall=1 --output="/tmp/perf-$1.fio" >/dev/null 2>&1; then
+		perf report -i "$data" --stdio --no-children --sort dso,sym --percent-limit 0.5 \
+			-g caller,0.5,callee,function,percent >"$out/profile-$1.txt" 2>/dev/null ||
+			error "perf report $1"
+	else
+		error "perf record $1"
+	fi
+	rm -f "$data"
+}
+
+# Where the CPU goes in first-touch writes, blksnap against dm-snapshot, on
+# the loop devices (all CPU, no disk in the way).
+profile_first_touch() {
+	local orig=$1 cow=$2 id
+	command -v perf >/dev/null || { error "no perf in the guest"; return; }
+	log "profile: first-touch writes on $orig"
+	if $BLKSNAP attach -d "$orig" >/dev/null &&
+		id=$(snap_new "$cow" "$(blockdev --getsize64 "$cow")" "$orig") &&
+		python3 bench/take.py "$id" >/dev/null; then
+		perf_first blksnap "$orig"
+		$BLKSNAP snapshot_destroy -i "$id" >/dev/null || error "profile: destroy"
+	else
+		error "profile: blksnap snapshot"
+	fi
+	$BLKSNAP detach -d "$orig" >/dev/null 2>&1
+	if dm_origin "$orig" && dm_snapshot "$orig" "$cow"; then
+		perf_first dm /dev/mapper/bench-origin
+		dm remove bench-snap || error "profile: dm remove"
+	else
+		error "profile: dm-snapshot"
+	fi
+	dm remove bench-origin 2>/dev/null
 }
 
 # --- main ------------------------------------------------------------------
@@ -433,7 +494,8 @@ fi
 
 [[ $parts == *" virtio "* ]] && [ $virtio_ok = 1 ] && bench_target virtio /dev/vda /dev/vdb
 
-[[ $parts == *" loop "* ]] && bench_loop
+[[ $parts == *" loop "* ]] && on_loops bench_loop
+[[ $parts == *" profile "* ]] && on_loops profile_first_touch
 
 rmmod blksnap || error "rmmod"
 log "done, $(grep -c '"type":"error"' "$jsonl") error(s)"

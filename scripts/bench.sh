@@ -12,8 +12,10 @@
 # For working on the benchmark or on the data path:
 # BLKSNAP_BENCH_KDIR=DIR skips the build and boots the kernel built in DIR
 # with the module and tools already built; BLKSNAP_BENCH_PARTS runs only
-# some of "memory take virtio loop"; BLKSNAP_BENCH_REPS changes the number
-# of repetitions. Such runs never write bench/RESULTS.md.
+# some of "memory take virtio loop", or "profile": perf profiles of
+# first-touch writes, blksnap and dm-snapshot (profile-*.txt);
+# BLKSNAP_BENCH_REPS changes the number of repetitions. Such runs never
+# write bench/RESULTS.md.
 set -euo pipefail
 
 . "$(dirname "$0")/env.sh"
@@ -59,6 +61,12 @@ fi
 echo "== VM: benchmark ($mode)" >&2
 BLKSNAP_VM_DISKS="${disk_mb}M ${cow_mb}M" \
 	bash "$TOP/scripts/vm.sh" "$kdir" "$out" "$timeout" "env $env_vars bash bench/guest-bench.sh"
+
+# Profiles (BLKSNAP_BENCH_PARTS=profile) go beside the report.
+mkdir -p "$report_dir"
+for f in "$out"/profile-*.txt; do
+	[ -e "$f" ] && cp "$f" "$report_dir/"
+done
 
 args=(--mode "$mode" "$out" "$report_dir")
 [ $mode = full ] && [ -z "$partial" ] && args+=(--results-md "$TOP/bench/RESULTS.md")

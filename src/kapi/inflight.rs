@@ -51,9 +51,9 @@ impl InFlight {
         // SAFETY: by the type invariant both counters are live atomics.
         let entered = unsafe { blksnap_inflight_enter(self.count.get(), self.draining.get()) };
         // By the type invariant the counter stays put until the ticket is
-        // dropped.
+        // dropped. `Opaque<T>` has the layout of `T`.
         entered.then(|| InFlightTicket {
-            count: NonNull::new(self.count.get()).expect("a field's address"),
+            count: NonNull::from(&self.count).cast(),
         })
     }
 
