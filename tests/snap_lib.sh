@@ -209,3 +209,30 @@ fill_random() {
 	size=$(blockdev --getsize64 "$1") || return 1
 	dd if=/dev/urandom of="$1" bs=1M count=$((size >> 20)) iflag=fullblock oflag=direct status=none
 }
+
+# dm ARGS...: dmsetup without udev (the VM has none); it makes its own nodes.
+dm() {
+	dmsetup --noudevrules --noudevsync "$@" 2>&1 | grep -v "not configured for semaphores"
+	return "${PIPESTATUS[0]}"
+}
+
+# slow_dev VAR DEV SLOW_MIB DELAY_MS: a device-mapper device over DEV, at
+# the same sectors, whose first SLOW_MIB MiB delay each read by DELAY_MS
+# (dm-delay; writes are not delayed) and whose rest maps DEV straight. Sets
+# VAR to its path and removes it at the end. Race tests use it to hold a
+# read of the original in flight for as long as they need.
+slow_dev() {
+	local __var=$1 __dev=$2 __slow=$(($3 * 2048)) __delay=$4 __size __name
+	__size=$(blockdev --getsz "$__dev") || fail "blockdev --getsz $__dev"
+	__name=slow$RANDOM
+	dm create "$__name" --table "0 $__slow delay $__dev 0 $__delay $__dev 0 0
+$__slow $((__size - __slow)) linear $__dev $__slow" && dm mknodes "$__name" ||
+		fail "dmsetup create $__name"
+	on_exit dm remove --retry "$__name"
+	printf -v "$__var" %s "/dev/mapper/$__name"
+}
+
+# race ARGS...: tests/race.py (timed I/O in parallel lanes, checked reads).
+race() {
+	python3 tests/race.py "$@"
+}
