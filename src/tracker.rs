@@ -22,13 +22,20 @@ use crate::{
     snapshot::SnapshotId,
 };
 
+/// What a write changes: the CBT map that marks it and the snapshot area
+/// that copies on write. One lock, so that a write is marked in the table of
+/// the snapshot whose copy-on-write it gets, whatever a take does meanwhile.
+struct WriteState {
+    cbt: CbtMap,
+    /// Where copy-on-write goes while a snapshot of the device is taken.
+    cow: Option<Arc<DiffArea>>,
+}
+
 /// Per-device state, created when the filter is attached.
 pub(crate) struct Tracker {
     dev_id: (u32, u32),
-    // Marked from the bio path, so a spinlock, held only to copy bytes.
-    cbt: Pin<KBox<SpinLock<CbtMap>>>,
-    /// Where copy-on-write goes while a snapshot of the device is taken.
-    cow: Pin<KBox<SpinLock<Option<Arc<DiffArea>>>>>,
+    // Taken on the bio path, so a spinlock, held only to copy bytes.
+    writes: Pin<KBox<SpinLock<WriteState>>>,
     /// The snapshot the device belongs to (at most one).
     snapshot: Pin<KBox<Mutex<Option<SnapshotId>>>>,
 }
@@ -48,20 +55,25 @@ impl Tracker {
     }
 
     pub(crate) fn cbt_info(&self) -> CbtInfo {
-        self.cbt.lock().info()
+        self.writes.lock().cbt.info()
     }
 
     /// Copy `length` bytes of the read table from `offset` to `out`, a page
     /// at a time so that the lock is never held across a user copy.
     pub(crate) fn read_cbt(&self, offset: u32, length: u32, out: UserSlice) -> Result {
         let mut out = out.writer();
-        let table_len = self.cbt.lock().read_table().len();
+        let table_len = self.writes.lock().cbt.read_table().len();
         let range = table_slice(table_len, offset, length).ok_or(EINVAL)?;
         let mut page = KVec::from_elem(0u8, 4096, GFP_KERNEL)?;
         let mut pos = range.start;
         while pos < range.end {
             let n = (range.end - pos).min(page.len());
-            page[..n].copy_from_slice(&self.cbt.lock().read_table()[pos..pos + n]);
+            {
+                let writes = self.writes.lock();
+                // A take after a resize may have replaced the table since.
+                let part = writes.cbt.read_table().get(pos..pos + n).ok_or(EAGAIN)?;
+                page[..n].copy_from_slice(part);
+            }
             out.write_slice(&page[..n])?;
             pos += n;
         }
@@ -70,7 +82,7 @@ impl Tracker {
 
     /// Mark sectors as changed, as user space asks (or an image write does).
     pub(crate) fn mark_dirty(&self, sector: u64, count: u64) {
-        self.cbt.lock().mark_dirty(sector, count);
+        self.writes.lock().cbt.mark_dirty(sector, count);
     }
 
     /// Make the device a member of snapshot `id`.
@@ -97,7 +109,7 @@ impl Tracker {
     /// New tables for a take, if the device's capacity changed since
     /// tracking began (tracking starts over then).
     pub(crate) fn prepare_take(&self, capacity: u64) -> Result<Option<CbtMap>> {
-        if self.cbt.lock().capacity() == capacity {
+        if self.writes.lock().cbt.capacity() == capacity {
             return Ok(None);
         }
         pr_info!("{}:{} was resized: change tracking starts over\n", self.dev_id.0, self.dev_id.1);
@@ -105,22 +117,23 @@ impl Tracker {
     }
 
     /// The snapshot is taken (the device is frozen): switch the tables and
-    /// start copy-on-write into `area`.
+    /// start copy-on-write into `area`, in one step for the write path.
     pub(crate) fn take(&self, new_map: Option<CbtMap>, area: Arc<DiffArea>) {
-        {
-            let mut cbt = self.cbt.lock();
-            if let Some(map) = new_map {
-                *cbt = map;
-            }
-            cbt.switch();
-        }
-        *self.cow.lock() = Some(area);
+        let old_map = {
+            let mut writes = self.writes.lock();
+            let old_map = new_map.map(|map| core::mem::replace(&mut writes.cbt, map));
+            writes.cbt.switch();
+            writes.cow = Some(area);
+            old_map
+        };
+        // Freed (vfree) outside the spinlock.
+        drop(old_map);
     }
 
     /// Stop copy-on-write.
     pub(crate) fn stop_cow(&self) {
         // Dropped outside the lock: it may be the last reference.
-        let area = self.cow.lock().take();
+        let area = self.writes.lock().cow.take();
         drop(area);
     }
 }
@@ -129,12 +142,15 @@ impl Filter for Tracker {
     fn attach(bdev: &BlockDevice, _opt: UserSlice) -> Result<Self> {
         let dev_id = bdev.dev_id();
         let capacity = bdev.nr_sectors();
-        let cbt = KBox::pin_init(new_spinlock!(CbtMap::new(capacity, &cbt_limits())?), GFP_KERNEL)?;
+        let writes = WriteState {
+            cbt: CbtMap::new(capacity, &cbt_limits())?,
+            cow: None,
+        };
+        let writes = KBox::pin_init(new_spinlock!(writes), GFP_KERNEL)?;
         pr_info!("tracker attached to {}:{}, {} sectors\n", dev_id.0, dev_id.1, capacity);
         Ok(Self {
             dev_id,
-            cbt,
-            cow: KBox::pin_init(new_spinlock!(None), GFP_KERNEL)?,
+            writes,
             snapshot: KBox::pin_init(new_mutex!(None), GFP_KERNEL)?,
         })
     }
@@ -148,8 +164,11 @@ impl Filter for Tracker {
             return Some(bio);
         }
         let (sector, count) = bio.sectors();
-        self.cbt.lock().mark(sector, count);
-        let area = self.cow.lock().clone();
+        let area = {
+            let mut writes = self.writes.lock();
+            writes.cbt.mark(sector, count);
+            writes.cow.clone()
+        };
         match area {
             Some(area) => area.filter_write(bio),
             None => Some(bio),
