@@ -8,8 +8,13 @@
 //! which reads the old chunks of a batch of them from the original into
 //! memory, all reads in flight at once, and only then lets the writes go on;
 //! another worker moves chunks from memory to the storage. Writes to
-//! preserved chunks pass straight through, and so do image reads of chunks
+//! writable chunks pass straight through, and so do image reads of chunks
 //! not preserved (to the original).
+//!
+//! A chunk is first preserved (image reads no longer go to the original for
+//! it), then, once the image reads sent to the original before that are
+//! over, writable: a write to it can no longer change what such a read
+//! returns.
 #![forbid(unsafe_code)]
 
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -29,11 +34,12 @@ use crate::{
     event_queue::{EventKind, EventQueue},
     kapi::{
         bdev::BdevFile,
-        bio::{BioQueue, DiskBio, DiskOp, FilteredBio},
-        blkfilter::FilterRef,
+        bdev::BlockDevice,
+        bio::{BioQueue, DiskBio, DiskOp, FilteredBio, ReadEnd},
+        blkfilter::{FilterId, FilterRef},
         buffer::{read_all_from_bdev, ChunkBuf},
         disk::DiskHandler,
-        inflight::InFlight,
+        inflight::{InFlight, InFlightTicket},
         noio::NoIo,
     },
     math::{
@@ -62,6 +68,28 @@ struct AreaState {
 
 type StateGuard<'a> = Guard<'a, AreaState, MutexBackend>;
 
+/// A bit per chunk, read and set without a lock.
+struct ChunkBits(KVVec<AtomicU64>);
+
+impl ChunkBits {
+    fn new(count: u64) -> Result<Self> {
+        let words = usize::try_from(count.div_ceil(64)).map_err(|_| EFBIG)?;
+        let mut bits = KVVec::with_capacity(words, GFP_KERNEL)?;
+        for _ in 0..words {
+            bits.push(AtomicU64::new(0), GFP_KERNEL)?;
+        }
+        Ok(Self(bits))
+    }
+
+    fn get(&self, chunk: u64) -> bool {
+        self.0[(chunk / 64) as usize].load(Ordering::Acquire) & (1 << (chunk % 64)) != 0
+    }
+
+    fn set(&self, chunk: u64) {
+        self.0[(chunk / 64) as usize].fetch_or(1 << (chunk % 64), Ordering::Release);
+    }
+}
+
 /// Held writes taken at once by the copy-on-write worker, and chunks read
 /// from the original at once.
 const COW_BATCH: usize = 16;
@@ -79,15 +107,22 @@ pub(crate) struct DiffArea {
     storage: Arc<DiffStorage>,
     events: Arc<EventQueue>,
     max_in_memory: usize,
-    /// Bit per chunk: its old contents are preserved. Read without a lock by
-    /// the write path; set under `state` once the copy is complete.
-    preserved: KVVec<AtomicU64>,
+    /// Chunks whose old contents are in `state.chunks`: image reads take
+    /// them from there. Set under `state`.
+    preserved: ChunkBits,
+    /// Preserved chunks that writes may change: no image read sent to the
+    /// original before they were preserved is still in flight.
+    writable: ChunkBits,
     /// 0, or the negative errno that broke the snapshot of this device.
-    error: AtomicI32,
+    /// Shared with the image reads in flight on the original.
+    error: Arc<AtomicI32>,
     /// Image reads sent straight to the original: a held write waits for
     /// them once its chunks are preserved.
     #[pin]
     original_reads: InFlight,
+    /// Held by the copy-on-write worker while it has writes in hand.
+    #[pin]
+    cow_batch: Mutex<()>,
     // Held across image I/O (so copy-on-write waits for it), never across
     // copies from the original or writes to the storage.
     #[pin]
@@ -119,6 +154,7 @@ impl WorkItem<COW_WORK> for DiffArea {
     fn run(this: Arc<Self>) {
         let _noio = NoIo::enter();
         loop {
+            let batch = this.cow_batch.lock();
             let mut writes: [Option<FilteredBio>; COW_BATCH] = Default::default();
             {
                 let mut held = this.held_writes.lock();
@@ -132,7 +168,8 @@ impl WorkItem<COW_WORK> for DiffArea {
             this.preserve_for(&writes);
             // Dropping the bios sends them on to the device.
             drop(writes);
-            this.throttle();
+            drop(batch);
+            this.throttle(0);
         }
     }
 }
@@ -180,11 +217,9 @@ impl DiffArea {
         let bdev = orig.bdev();
         let (chunk_limits, max_in_memory) = limits();
         let geometry = ChunkGeometry::new(bdev.nr_sectors(), bdev.limits().io_min, &chunk_limits);
-        let words = usize::try_from(geometry.count.div_ceil(64)).map_err(|_| EFBIG)?;
-        let mut preserved = KVVec::with_capacity(words, GFP_KERNEL)?;
-        for _ in 0..words {
-            preserved.push(AtomicU64::new(0), GFP_KERNEL)?;
-        }
+        let preserved = ChunkBits::new(geometry.count)?;
+        let writable = ChunkBits::new(geometry.count)?;
+        let error = Arc::new(AtomicI32::new(0), GFP_KERNEL)?;
         Arc::pin_init(
             pin_init!(Self {
                 tracker,
@@ -194,8 +229,10 @@ impl DiffArea {
                 events,
                 max_in_memory,
                 preserved,
-                error: AtomicI32::new(0),
+                writable,
+                error,
                 original_reads <- InFlight::new(),
+                cow_batch <- new_mutex!(()),
                 state <- new_mutex!(AreaState { chunks: RBTree::new(), to_store: RBTree::new() }),
                 stored <- new_condvar!("DiffArea::stored"),
                 held_writes <- new_spinlock!(BioQueue::new()),
@@ -228,24 +265,15 @@ impl DiffArea {
         }
     }
 
-    fn is_preserved(&self, chunk: u64) -> bool {
-        let word = &self.preserved[(chunk / 64) as usize];
-        word.load(Ordering::Acquire) & (1 << (chunk % 64)) != 0
-    }
-
-    fn mark_preserved(&self, chunk: u64) {
-        self.preserved[(chunk / 64) as usize].fetch_or(1 << (chunk % 64), Ordering::Release);
-    }
-
     /// A write to the original is about to start: let it go if the chunks it
-    /// touches are preserved (or the snapshot is broken); otherwise hold it
+    /// touches are writable (or the snapshot is broken); otherwise hold it
     /// until they are.
     pub(crate) fn filter_write(self: &Arc<Self>, bio: FilteredBio) -> Option<FilteredBio> {
         if !bio.changes_data() || self.error() != 0 {
             return Some(bio);
         }
         let (sector, count) = bio.sectors();
-        if self.geometry.chunks(sector, count).all(|c| self.is_preserved(c)) {
+        if self.geometry.chunks(sector, count).all(|c| self.writable.get(c)) {
             return Some(bio);
         }
         if bio.nowait() {
@@ -261,20 +289,27 @@ impl DiffArea {
         self.image_bios.lock().pop()
     }
 
-    /// Preserve every chunk the writes touch; on failure the snapshot breaks
-    /// and the writes go on regardless. Either way, image reads of the old
-    /// contents on the original are over when this returns.
+    /// Make every chunk the writes touch writable; on failure the snapshot
+    /// breaks and the writes go on regardless. Either way, image reads of
+    /// the old contents on the original are over when this returns.
     fn preserve_for(self: &Arc<Self>, writes: &[Option<FilteredBio>]) {
-        let mut chunks = writes.iter().flatten().flat_map(|bio| {
-            let (sector, count) = bio.sectors();
-            self.geometry.chunks(sector, count)
-        });
+        let chunks = || {
+            writes.iter().flatten().flat_map(|bio| {
+                let (sector, count) = bio.sectors();
+                self.geometry.chunks(sector, count)
+            })
+        };
+        // A discard may cover the whole device: read no more chunks than the
+        // memory allows at a time, whatever the writes.
+        let batch_len = COW_BATCH.min(self.max_in_memory);
+        let mut pending = chunks();
         while self.error() == 0 {
+            self.throttle(batch_len);
             // The next chunks not preserved yet, each once, read together.
             let mut batch: [Option<(u64, ChunkBuf)>; COW_BATCH] = Default::default();
             let mut n = 0;
-            for index in chunks.by_ref() {
-                if self.is_preserved(index) || batch[..n].iter().flatten().any(|(i, _)| *i == index) {
+            for index in pending.by_ref() {
+                if self.preserved.get(index) || batch[..n].iter().flatten().any(|(i, _)| *i == index) {
                     continue;
                 }
                 let (_, sectors) = self.geometry.chunk_sectors(index);
@@ -286,7 +321,7 @@ impl DiffArea {
                     }
                 }
                 n += 1;
-                if n == COW_BATCH {
+                if n == batch_len {
                     break;
                 }
             }
@@ -297,7 +332,15 @@ impl DiffArea {
                 self.fail(e);
             }
         }
+        // Reads that found these chunks not preserved have them on the
+        // original: they must be over before a write changes them. Reads
+        // that start from now find them preserved.
         self.original_reads.wait_idle();
+        for index in chunks() {
+            if self.preserved.get(index) {
+                self.writable.set(index);
+            }
+        }
     }
 
     /// Read the old contents of the batch's chunks from the original, then
@@ -325,7 +368,7 @@ impl DiffArea {
             storing: false,
         };
         state.chunks.insert(RBTreeNode::new(index, chunk, GFP_KERNEL)?);
-        self.mark_preserved(index);
+        self.preserved.set(index);
         self.queue_store(state, index)
     }
 
@@ -338,10 +381,11 @@ impl DiffArea {
         Ok(())
     }
 
-    /// When too many chunks wait in memory, store some now: this throttles
-    /// the writers (and image writes).
-    fn throttle(&self) {
-        while self.state.lock().to_store.iter().count() > self.max_in_memory {
+    /// While more than `chunk_maximum_in_queue` less `reserve` chunks wait in
+    /// memory, store some now: this throttles the writers (and image
+    /// writes).
+    fn throttle(&self, reserve: usize) {
+        while self.state.lock().to_store.iter().count() + reserve > self.max_in_memory {
             if !self.store_one() {
                 break;
             }
@@ -413,20 +457,39 @@ impl DiffArea {
         {
             return Some(bio);
         }
-        // Entered before looking: a chunk preserved after this look waits
-        // for the read before its write goes on (`preserve_for`).
+        // Entered before looking: a chunk preserved after this look becomes
+        // writable only once the read is over (`preserve_for`).
         let Some(ticket) = self.original_reads.try_enter() else {
             return Some(bio);
         };
-        if !self.geometry.chunks(sector, count).all(|c| !self.is_preserved(c)) {
+        if !self.geometry.chunks(sector, count).all(|c| !self.preserved.get(c)) {
             return Some(bio);
         }
-        bio.read_async_from(&self.orig, ticket).err().map(|(bio, _)| bio)
+        let read = OriginalRead {
+            error: self.error.clone(),
+            filter: self.tracker.id(),
+            _ticket: ticket,
+        };
+        bio.read_async_from(&self.orig, read).err().map(|(bio, _)| bio)
     }
 
-    /// Wait for the image reads sent straight to the original.
-    pub(crate) fn wait_original_reads(&self) {
+    /// The snapshot is being destroyed and copy-on-write into this area has
+    /// stopped: send on the writes it still holds, without copying, and
+    /// wait for the image reads sent straight to the original.
+    pub(crate) fn drain(&self) {
+        // The worker has no writes in hand meanwhile.
+        let _batch = self.cow_batch.lock();
+        let held = core::mem::replace(&mut *self.held_writes.lock(), BioQueue::new());
+        // Dropping the queue sends its bios on, outside the spinlock.
+        drop(held);
         self.original_reads.wait_idle();
+    }
+
+    /// Whether data read from the original for the image, now that the read
+    /// is over, is the original at the take: writes to it pass uncopied
+    /// once the snapshot is broken or the filter is detached.
+    fn original_intact(error: &AtomicI32, filter: FilterId, orig: &BlockDevice) -> bool {
+        error.load(Ordering::Acquire) == 0 && filter.is_attached_to(orig)
     }
 
     /// Read or write the image: returns the bio's result.
@@ -447,7 +510,13 @@ impl DiffArea {
         let start = sector << SECTOR_SHIFT;
         let mut state = self.state.lock();
         let result = match op {
-            DiskOp::Read => self.image_read(&mut state, bio, start),
+            DiskOp::Read => self.image_read(&mut state, bio, start).and_then(|()| {
+                if Self::original_intact(&self.error, self.tracker.id(), self.orig.bdev()) {
+                    Ok(())
+                } else {
+                    Err(EIO)
+                }
+            }),
             DiskOp::Write => {
                 let r = bio.for_each_piece(|offset, data| {
                     for part in self.geometry.parts(start + offset as u64, data.len()) {
@@ -464,7 +533,7 @@ impl DiffArea {
             DiskOp::Other => Err(crate::kapi::errno::eopnotsupp()),
         };
         drop(state);
-        self.throttle();
+        self.throttle(0);
         if let Err(e) = result {
             if op == DiskOp::Write || e != EIO {
                 // A failed image write loses data of the image.
@@ -528,6 +597,27 @@ impl DiffArea {
             buf.write_at(offset, data)?;
         }
         self.queue_store(state, index)
+    }
+}
+
+/// An image read sent straight to the original: it holds back the writes
+/// that would change what it reads until it is over.
+struct OriginalRead {
+    error: Arc<AtomicI32>,
+    filter: FilterId,
+    _ticket: InFlightTicket,
+}
+
+impl ReadEnd for OriginalRead {
+    fn result(&self, orig: &BlockDevice, read: Result) -> Result {
+        read?;
+        // The snapshot broke while the read was in flight: a write may have
+        // changed the data it read.
+        if DiffArea::original_intact(&self.error, self.filter, orig) {
+            Ok(())
+        } else {
+            Err(EIO)
+        }
     }
 }
 

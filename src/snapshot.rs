@@ -31,9 +31,26 @@ struct Member {
     taken: Option<(Arc<DiffArea>, SnapImage)>,
 }
 
+impl Member {
+    /// Stop copy-on-write into `area` and let the writes it holds go on.
+    fn stop_cow(&self, area: &DiffArea) {
+        {
+            // With the queue frozen no write is in the filter: none can
+            // reach the area once this returns.
+            let queue = self.orig.bdev().start_queue_freeze();
+            queue.wait();
+            self.tracker.stop_cow();
+        }
+        // Before a later take, or the writes would pass it uncopied.
+        area.drain();
+    }
+}
+
 struct SnapshotState {
     members: KVec<Member>,
     taken: bool,
+    /// Destroyed: a caller that found it before cannot add or take.
+    destroyed: bool,
 }
 
 #[pin_data]
@@ -65,7 +82,11 @@ impl Snapshot {
                 id,
                 storage,
                 events,
-                state <- new_mutex!(SnapshotState { members: KVec::new(), taken: false }),
+                state <- new_mutex!(SnapshotState {
+                    members: KVec::new(),
+                    taken: false,
+                    destroyed: false,
+                }),
             }),
             GFP_KERNEL,
         )
@@ -74,6 +95,9 @@ impl Snapshot {
     /// Add the device `tracker` filters.
     pub(crate) fn add(&self, tracker: FilterRef<Tracker>) -> Result {
         let mut state = self.state.lock();
+        if state.destroyed {
+            return Err(ENOENT);
+        }
         if state.taken {
             return Err(EBUSY);
         }
@@ -103,6 +127,9 @@ impl Snapshot {
     /// start copy-on-write, thaw, then show the images. All or nothing.
     fn take(&self) -> Result {
         let mut state = self.state.lock();
+        if state.destroyed {
+            return Err(ENOENT);
+        }
         if state.taken {
             return Err(errno::ealready());
         }
@@ -116,6 +143,7 @@ impl Snapshot {
             let new_map = m.tracker.prepare_take(area.capacity())?;
             prepared.push((area, new_map), GFP_KERNEL)?;
         }
+        let mut images = KVec::with_capacity(prepared.len(), GFP_KERNEL)?;
         // All file systems first: two members may share a disk's queue.
         let mut frozen_fs = KVec::with_capacity(state.members.len(), GFP_KERNEL)?;
         for m in state.members.iter() {
@@ -136,13 +164,13 @@ impl Snapshot {
         drop(frozen_queues);
         drop(frozen_fs);
 
-        let mut images = KVec::with_capacity(prepared.len(), GFP_KERNEL)?;
         for (m, (area, _)) in state.members.iter().zip(prepared.iter()) {
             match SnapImage::new(m.orig.bdev(), area.clone()) {
                 Ok(image) => images.push(image, GFP_KERNEL)?,
                 Err(e) => {
-                    for m in state.members.iter() {
-                        m.tracker.stop_cow();
+                    drop(images);
+                    for (m, (area, _)) in state.members.iter().zip(prepared.iter()) {
+                        m.stop_cow(area);
                     }
                     return Err(e);
                 }
@@ -156,19 +184,20 @@ impl Snapshot {
         Ok(())
     }
 
-    /// Stop copy-on-write, remove the images and let the devices go; the
-    /// storage is released with the last reference to it.
+    /// Remove the images, stop copy-on-write and let the devices go; the
+    /// storage is released with the last reference to it. Nothing can be
+    /// added or taken afterwards.
     fn release(&self) {
         let mut state = self.state.lock();
+        state.destroyed = true;
         for m in state.members.iter_mut() {
-            m.tracker.stop_cow();
-            m.tracker.leave();
             if let Some((area, image)) = m.taken.take() {
-                // No new image I/O once the image is gone; the area's last
-                // reference may go in any context, without waiting.
+                // No new image I/O once the image is gone, so none sees a
+                // write that is no longer copied.
                 drop(image);
-                area.wait_original_reads();
+                m.stop_cow(&area);
             }
+            m.tracker.leave();
         }
         state.members = KVec::new();
     }

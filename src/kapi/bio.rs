@@ -324,11 +324,11 @@ impl DiskBio {
     }
 
     /// Read the bio's data from the same sectors of `orig`, straight into
-    /// its memory, without waiting: the bio ends when that read does, then
-    /// `guard` is dropped (in the read's completion, any context). Gives
-    /// the bio back if memory is short: the caller is submitting I/O and
-    /// must not wait for memory.
-    pub(crate) fn read_async_from<G: Send>(
+    /// its memory, without waiting: when that read ends, the bio ends with
+    /// what `guard` makes of its result, then `guard` is dropped (in the
+    /// read's completion, any context). Gives the bio back if memory is
+    /// short: the caller is submitting I/O and must not wait for memory.
+    pub(crate) fn read_async_from<G: ReadEnd>(
         self,
         orig: &Arc<BdevFile>,
         guard: G,
@@ -354,7 +354,7 @@ impl DiskBio {
             ctx,
             ReadContext {
                 parent: self,
-                _orig: orig.clone(),
+                orig: orig.clone(),
                 guard,
             },
         ));
@@ -399,10 +399,17 @@ impl Drop for DiskBio {
     }
 }
 
+/// Decides how a bio read by [`DiskBio::read_async_from`] ends.
+pub(crate) trait ReadEnd: Send {
+    /// The read from `orig` ended with `read`: the result the bio ends with.
+    /// Called in the read's completion (any context: it must not sleep).
+    fn result(&self, orig: &BlockDevice, read: Result) -> Result;
+}
+
 /// What a read sent on by [`DiskBio::read_async_from`] ends when done.
 struct ReadContext<G> {
     parent: DiskBio,
-    _orig: Arc<BdevFile>,
+    orig: Arc<BdevFile>,
     guard: G,
 }
 
@@ -411,17 +418,17 @@ struct ReadContext<G> {
 /// # Safety
 ///
 /// `clone` is the clone that function submitted, ending once.
-unsafe extern "C" fn read_done<G: Send>(clone: *mut bindings::bio) {
+unsafe extern "C" fn read_done<G: ReadEnd>(clone: *mut bindings::bio) {
     // SAFETY: the clone is live until `bio_put`; its private pointer is the
-    // boxed context, given back here once.
-    let (ctx, status) = unsafe {
+    // boxed context, given back here once. Any status maps to an errno.
+    let (ctx, errno) = unsafe {
         let ctx = KBox::from_raw((*clone).bi_private.cast::<ReadContext<G>>());
-        let status = (*clone).bi_status;
+        let errno = bindings::blk_status_to_errno((*clone).bi_status);
         bindings::bio_put(clone);
-        (ctx, status)
+        (ctx, errno)
     };
-    let ReadContext { parent, _orig, guard } = KBox::into_inner(ctx);
-    parent.end_with_status(status);
+    let ReadContext { parent, orig, guard } = KBox::into_inner(ctx);
+    parent.end(guard.result(orig.bdev(), kernel::error::to_result(errno)));
     drop(guard);
 }
 

@@ -73,8 +73,12 @@ impl<F: Filter> FilterRef<F> {
 
     /// Whether this filter is still the one attached to `bdev`.
     pub(crate) fn is_attached_to(&self, bdev: &BlockDevice) -> bool {
-        // SAFETY: both are live; the C side only compares pointers.
-        unsafe { blksnap_filter_attached(bdev.as_raw().cast(), self.raw()) }
+        self.id().is_attached_to(bdev)
+    }
+
+    /// The attachment's identity, to check later without a reference.
+    pub(crate) fn id(&self) -> FilterId {
+        FilterId(self.raw() as usize)
     }
 
     /// Whether `self` and `other` are the same attachment.
@@ -105,6 +109,22 @@ impl<F: Filter> Drop for FilterRef<F> {
         // SAFETY: by the type invariant we hold a reference; given back once.
         // The last one frees the filter through `detach_callback`.
         unsafe { blksnap_filter_put(self.raw()) };
+    }
+}
+
+/// Which attachment a filter is: an address that is only ever compared,
+/// never followed. While a [`FilterRef`] to it lives the address cannot be
+/// reused, so a holder of both can tell whether the filter is still attached
+/// without taking a reference (which it could not give back from any
+/// context).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FilterId(usize);
+
+impl FilterId {
+    /// Whether this is the filter attached to `bdev` now.
+    pub(crate) fn is_attached_to(self, bdev: &BlockDevice) -> bool {
+        // SAFETY: `bdev` is live; the C side only compares the pointers.
+        unsafe { blksnap_filter_attached(bdev.as_raw().cast(), self.0 as *mut core::ffi::c_void) }
     }
 }
 
