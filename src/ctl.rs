@@ -12,7 +12,7 @@ use kernel::{
 
 use crate::{
     event_queue::EventKind,
-    kapi::{blkfilter::FilterRef, errno, uapi::*, user::UserCString},
+    kapi::{blkfilter::FilterRef, errno, task::cond_resched, uapi::*, user::UserCString},
     snapshots,
     tracker::Tracker,
 };
@@ -175,12 +175,14 @@ pub(crate) fn tracker_ctl(tracker: &FilterRef<Tracker>, cmd: u32, buf: UserSlice
             for _ in 0..req.count {
                 let range: BlksnapSectors = ranges.read()?;
                 tracker.mark_dirty(range.offset, range.count);
+                // Up to 2^32 ranges from user space.
+                cond_resched();
             }
             Ok(0)
         }
         BlkfilterCtlBlksnap::Snapshotadd => {
             let req: BlksnapSnapshotadd = read_request(buf)?;
-            snapshots()?.find(&req.id.b)?.add(tracker.clone())?;
+            snapshots()?.add(&req.id.b, tracker.clone())?;
             Ok(0)
         }
         BlkfilterCtlBlksnap::Snapshotinfo => {

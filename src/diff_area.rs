@@ -40,7 +40,7 @@ use crate::{
         buffer::{read_all_from_bdev, ChunkBuf},
         disk::DiskHandler,
         inflight::{InFlight, InFlightTicket},
-        noio::NoIo,
+        task::NoIo,
     },
     math::{
         cbt::SECTOR_SHIFT,

@@ -24,6 +24,7 @@ use kernel::{
 };
 
 use kapi::{
+    bioset::BioSet,
     global::{Global, Published},
     workqueue::OwnedQueue,
 };
@@ -61,15 +62,17 @@ where
 struct Blksnap {
     // Dropped in this order: no new control request, no snapshot (which
     // stops copy-on-write and removes the images), all work done, then no
-    // new attach.
+    // new attach, and no bio of the module's own left.
     _control: kapi::control::Registration,
     _snapshots: Published<Snapshots>,
     _workqueue: Published<OwnedQueue>,
     _filter: kapi::blkfilter::Registration<tracker::Tracker>,
+    _bio_set: Published<BioSet>,
 }
 
 impl kernel::Module for Blksnap {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let bio_set = BioSet::publish()?;
         let workqueue = WORKQUEUE.publish(KBox::pin(OwnedQueue::new()?, GFP_KERNEL)?);
         let snapshots = SNAPSHOTS.publish(KBox::pin_init(Snapshots::new(), GFP_KERNEL)?);
         let filter = kapi::blkfilter::Registration::new(c_str!("blksnap"), module)?;
@@ -79,6 +82,7 @@ impl kernel::Module for Blksnap {
             _snapshots: snapshots,
             _workqueue: workqueue,
             _filter: filter,
+            _bio_set: bio_set,
         })
     }
 }

@@ -208,6 +208,11 @@ loff_t blksnap_file_size(struct file *file)
 	return -EINVAL;
 }
 
+void blksnap_cond_resched(void)
+{
+	cond_resched();
+}
+
 unsigned int blksnap_noio_save(void)
 {
 	return memalloc_noio_save();

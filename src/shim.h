@@ -68,6 +68,7 @@ void blksnap_unfreeze_queue(struct block_device *bdev);
 dev_t blksnap_file_dev(struct file *file);
 loff_t blksnap_file_size(struct file *file);
 bool blksnap_file_is_bdev(struct file *file);
+void blksnap_cond_resched(void);
 unsigned int blksnap_noio_save(void);
 void blksnap_noio_restore(unsigned int flags);
 struct gendisk *blksnap_disk_alloc(struct blksnap_disk_handler *handler, const char *name,

@@ -93,7 +93,7 @@ impl Snapshot {
     }
 
     /// Add the device `tracker` filters.
-    pub(crate) fn add(&self, tracker: FilterRef<Tracker>) -> Result {
+    fn add(&self, tracker: FilterRef<Tracker>) -> Result {
         let mut state = self.state.lock();
         if state.destroyed {
             return Err(ENOENT);
@@ -102,6 +102,10 @@ impl Snapshot {
             return Err(EBUSY);
         }
         let dev_id = tracker.dev_id();
+        // A device detached and attached again has a new tracker.
+        if state.members.iter().any(|m| m.tracker.dev_id() == dev_id) {
+            return Err(errno::ealready());
+        }
         if dev_id == self.storage.data_dev() {
             // Copy-on-write into the device being written would never end.
             return Err(EINVAL);
@@ -253,6 +257,11 @@ impl Snapshots {
 
     pub(crate) fn find(&self, id: &SnapshotId) -> Result<Arc<Snapshot>> {
         self.all.lock().get(id).cloned().ok_or(ENOENT)
+    }
+
+    /// SNAPSHOTADD of the device `tracker` filters.
+    pub(crate) fn add(&self, id: &SnapshotId, tracker: FilterRef<Tracker>) -> Result {
+        self.find(id)?.add(tracker)
     }
 
     pub(crate) fn take(&self, id: &SnapshotId) -> Result {

@@ -7,6 +7,7 @@ use kernel::{bindings, prelude::*, sync::Arc};
 
 use super::{
     bdev::{BdevFile, BlockDevice},
+    bioset::module_bio_set,
     file::{Direction, File},
 };
 
@@ -83,9 +84,9 @@ impl FilteredBio {
         self.raw.as_ptr()
     }
 
-    /// Whether the bio changes data on the device: a write, write-zeroes,
-    /// discard or secure erase with a non-empty range (an empty flush does
-    /// not).
+    /// Whether the bio changes data on the device: a write, zone append,
+    /// write-zeroes, discard or secure erase with a non-empty range (an
+    /// empty flush does not).
     pub(crate) fn changes_data(&self) -> bool {
         // SAFETY: by the type invariant the bio is live and ours to read.
         let (opf, size) = unsafe { (opf(self.get()), (*self.get()).bi_iter.bi_size) };
@@ -93,6 +94,7 @@ impl FilteredBio {
             && matches!(
                 op_of(opf),
                 bindings::req_op_REQ_OP_WRITE
+                    | bindings::req_op_REQ_OP_ZONE_APPEND
                     | bindings::req_op_REQ_OP_WRITE_ZEROES
                     | bindings::req_op_REQ_OP_DISCARD
                     | bindings::req_op_REQ_OP_SECURE_ERASE
@@ -272,6 +274,7 @@ impl DiskBio {
         if range.start % 512 != 0 || range.len() % 512 != 0 || range.end > self.len() {
             return Err(EINVAL);
         }
+        let set = module_bio_set()?;
         // SAFETY: both are live; the clone shares the bio's memory, which is
         // ours while we own the bio, and a sleeping mask cannot fail to get a
         // clone from the bio set's mempool.
@@ -280,7 +283,7 @@ impl DiskBio {
                 bdev.as_raw(),
                 self.get(),
                 bindings::GFP_KERNEL,
-                core::ptr::addr_of_mut!(bindings::fs_bio_set),
+                set,
             )
         };
         if clone.is_null() {
@@ -333,7 +336,7 @@ impl DiskBio {
         orig: &Arc<BdevFile>,
         guard: G,
     ) -> Result<(), (Self, G)> {
-        let Ok(ctx) = KBox::<ReadContext<G>>::new_uninit(GFP_NOWAIT) else {
+        let (Ok(ctx), Ok(set)) = (KBox::<ReadContext<G>>::new_uninit(GFP_NOWAIT), module_bio_set()) else {
             return Err((self, guard));
         };
         // SAFETY: both bios are live; the clone shares the bio's memory,
@@ -344,7 +347,7 @@ impl DiskBio {
                 orig.bdev().as_raw(),
                 self.get(),
                 bindings::GFP_NOWAIT,
-                core::ptr::addr_of_mut!(bindings::fs_bio_set),
+                set,
             )
         };
         if clone.is_null() {

@@ -10,6 +10,7 @@ use kernel::{
 
 use super::{
     bdev::BlockDevice,
+    bioset::module_bio_set,
     file::{Direction, File},
 };
 
@@ -125,6 +126,7 @@ pub(crate) fn read_all_from_bdev<'a>(
 ) -> Result {
     // Each bio is chained to the next one and submitted: the last one ends
     // when all have.
+    let set = module_bio_set()?;
     let mut last: *mut bindings::bio = core::ptr::null_mut();
     let mut result = Ok(());
     'all: for (buf, mut sector) in reads {
@@ -139,7 +141,7 @@ pub(crate) fn read_all_from_bdev<'a>(
                     pages.len() as u16,
                     bindings::req_op_REQ_OP_READ,
                     bindings::GFP_KERNEL,
-                    core::ptr::addr_of_mut!(bindings::fs_bio_set),
+                    set,
                 )
             };
             if bio.is_null() {

@@ -4,6 +4,7 @@
 
 pub(crate) mod bdev;
 pub(crate) mod bio;
+pub(crate) mod bioset;
 pub(crate) mod blkfilter;
 pub(crate) mod buffer;
 pub(crate) mod control;
@@ -12,9 +13,9 @@ pub(crate) mod errno;
 pub(crate) mod file;
 pub(crate) mod global;
 pub(crate) mod inflight;
-pub(crate) mod noio;
 pub(crate) mod params;
 pub(crate) mod random;
+pub(crate) mod task;
 pub(crate) mod uapi;
 pub(crate) mod user;
 pub(crate) mod workqueue;

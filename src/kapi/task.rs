@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
-//! No-I/O allocation scopes (`memalloc_noio_save()`): allocations on the
-//! I/O path must not recurse into reclaim that writes to the device being
-//! copied.
+//! The current task: no-I/O allocation scopes
+//! (`memalloc_noio_save()`), in which allocations on the I/O path do not
+//! recurse into reclaim that writes to the device being copied, and
+//! voluntary rescheduling.
 
 extern "C" {
+    fn blksnap_cond_resched();
     fn blksnap_noio_save() -> core::ffi::c_uint;
     fn blksnap_noio_restore(flags: core::ffi::c_uint);
 }
@@ -31,4 +33,11 @@ impl Drop for NoIo {
         // SAFETY: `saved` came from `blksnap_noio_save` on this task.
         unsafe { blksnap_noio_restore(self.saved) };
     }
+}
+
+/// Let other tasks run if this one has run long (a loop over user input).
+pub(crate) fn cond_resched() {
+    // SAFETY: called in process context without locks held (the callers
+    // are ioctls).
+    unsafe { blksnap_cond_resched() };
 }
