@@ -9,6 +9,7 @@
 #include <linux/blk-integrity.h>
 #include <linux/blk-mq.h>
 #include <linux/blkdev.h>
+#include <linux/delay.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
@@ -41,6 +42,21 @@ BLKSNAP_PARAM(chunk_maximum_in_queue, 256,
 	      "Chunks waiting to be stored before writers are throttled");
 BLKSNAP_PARAM(diff_storage_minimum, 2097152,
 	      "Sectors the difference storage grows by");
+
+/*
+ * Test only: hold a race window open where no kernel mechanism (dm-delay,
+ * throttling, fault injection) can reach it. Off unless debug_delay_point
+ * names one of enum blksnap_delay_point.
+ */
+BLKSNAP_PARAM(debug_delay_point, 0,
+	      "Test only: where to sleep (1: a write in the filter, before its copy-on-write is decided; 2: SNAPSHOTADD or TAKE, after finding the snapshot)");
+BLKSNAP_PARAM(debug_delay_ms, 0, "Test only: how long to delay, in milliseconds");
+
+void blksnap_debug_delay(unsigned int point)
+{
+	if (unlikely(READ_ONCE(debug_delay_point) == point))
+		msleep(READ_ONCE(debug_delay_ms));
+}
 
 void blksnap_tracking_params(struct blksnap_tracking_params *params)
 {

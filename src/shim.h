@@ -48,7 +48,14 @@ struct blksnap_bdev_limits {
 	unsigned int io_min;
 };
 
+/* Must match DelayPoint in src/kapi/params.rs. */
+enum blksnap_delay_point {
+	BLKSNAP_DELAY_COW_DECISION = 1,
+	BLKSNAP_DELAY_SNAPSHOT_FOUND = 2,
+};
+
 /* Implemented in C (src/shim.c). */
+void blksnap_debug_delay(unsigned int point);
 void blksnap_tracking_params(struct blksnap_tracking_params *params);
 void blksnap_snapshot_params(struct blksnap_snapshot_params *params);
 void blksnap_filter_get(struct blkfilter *flt);

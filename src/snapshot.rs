@@ -15,7 +15,13 @@ use crate::{
     diff_area::DiffArea,
     diff_storage::DiffStorage,
     event_queue::{Event, EventQueue},
-    kapi::{bdev::BdevFile, blkfilter::FilterRef, errno, random},
+    kapi::{
+        bdev::BdevFile,
+        blkfilter::FilterRef,
+        errno,
+        params::{self, DelayPoint},
+        random,
+    },
     snapimage::{SnapImage, NAME_LEN},
     tracker::Tracker,
 };
@@ -261,11 +267,15 @@ impl Snapshots {
 
     /// SNAPSHOTADD of the device `tracker` filters.
     pub(crate) fn add(&self, id: &SnapshotId, tracker: FilterRef<Tracker>) -> Result {
-        self.find(id)?.add(tracker)
+        let snapshot = self.find(id)?;
+        params::debug_delay(DelayPoint::SnapshotFound);
+        snapshot.add(tracker)
     }
 
     pub(crate) fn take(&self, id: &SnapshotId) -> Result {
-        self.find(id)?.take()
+        let snapshot = self.find(id)?;
+        params::debug_delay(DelayPoint::SnapshotFound);
+        snapshot.take()
     }
 
     pub(crate) fn destroy(&self, id: &SnapshotId) -> Result {

@@ -16,7 +16,7 @@ use crate::{
         bdev::BlockDevice,
         bio::FilteredBio,
         blkfilter::{Filter, FilterRef},
-        params,
+        params::{self, DelayPoint},
     },
     math::cbt::{table_slice, CbtLimits},
     snapshot::SnapshotId,
@@ -164,6 +164,7 @@ impl Filter for Tracker {
             return Some(bio);
         }
         let (sector, count) = bio.sectors();
+        params::debug_delay(DelayPoint::CowDecision);
         let area = {
             let mut writes = self.writes.lock();
             writes.cbt.mark(sector, count);

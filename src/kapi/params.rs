@@ -26,9 +26,30 @@ pub(crate) struct SnapshotParams {
     pub(crate) diff_storage_minimum: u32,
 }
 
+/// Where the test-only delay (parameters `debug_delay_point` and
+/// `debug_delay_ms`) may hold a race window open.
+///
+/// Must match `enum blksnap_delay_point` in `src/shim.h`.
+#[derive(Clone, Copy)]
+#[repr(u32)]
+pub(crate) enum DelayPoint {
+    /// A write is in the filter; its copy-on-write is not decided yet.
+    CowDecision = 1,
+    /// SNAPSHOTADD or TAKE found the snapshot and has not locked it yet.
+    SnapshotFound = 2,
+}
+
 extern "C" {
+    fn blksnap_debug_delay(point: u32);
     fn blksnap_tracking_params(params: *mut TrackingParams);
     fn blksnap_snapshot_params(params: *mut SnapshotParams);
+}
+
+/// Sleep here if the test-only delay is set for `point`.
+pub(crate) fn debug_delay(point: DelayPoint) {
+    // SAFETY: called where the task may sleep; the C side only reads the
+    // parameters.
+    unsafe { blksnap_debug_delay(point as u32) };
 }
 
 /// The tracking parameters now (they are writable in sysfs).
