@@ -3,7 +3,9 @@
 #
 # Run all tests: host unit tests (cargo test), then the VM suite (tests/t_*.sh)
 # on the fast kernel, or on the debug kernel (KASAN, lockdep, kmemleak) with
-# --debug. Further arguments select test scripts.
+# --debug. Further arguments select test scripts. BLKSNAP_TEST_TIMEOUT sets
+# the seconds each test may take; BLKSNAP_INTEGRITY_* and BLKSNAP_STRESS_*
+# are passed to the tests.
 # The last line is "N passed, N failed".
 set -euo pipefail
 
@@ -30,9 +32,14 @@ tests=("$@")
 [ ${#tests[@]} -gt 0 ] || tests=(tests/t_*.sh)
 per_test=300
 [ $flavour = debug ] && per_test=900
+per_test=${BLKSNAP_TEST_TIMEOUT:-$per_test}
 env_vars="BLKSNAP_MODULE=$BLKSNAP_CACHE/module-$flavour/blksnap.ko \
 BLKSNAP_TOOLS=$TOP/tools/target/release BLKSNAP_TEST_TIMEOUT=$per_test \
 BLKSNAP_FLAVOUR=$flavour"
+# Seeds and sizes of the randomised tests reach the guest.
+for v in ${!BLKSNAP_INTEGRITY_@} ${!BLKSNAP_STRESS_@}; do
+	env_vars+=" $v=${!v}"
+done
 bash "$TOP/scripts/vm.sh" "$kdir" "$out" $(( ${#tests[@]} * per_test + 60 )) \
 	"env $env_vars bash tests/run.sh ${tests[*]}; rc=\$?; bash tests/kmemleak.sh; exit \$rc"
 
