@@ -36,6 +36,13 @@ snap_loop() {
 	printf -v "$__var" %s "$__dev"
 }
 
+# snap_loop_stamped VAR SIZE SEED: snap_loop, every sector stamped by
+# `stamp.py fill --seed SEED`.
+snap_loop_stamped() {
+	snap_loop "$1" "$2"
+	python3 tests/stamp.py fill "${!1}" --seed "$3" || fail "stamp ${!1}"
+}
+
 # image_of DEV: the snapshot image disk of DEV, /dev/blksnap-MAJ-MIN.
 image_of() {
 	printf '/dev/blksnap-%d-%d\n' "0x$(stat -L -c %t "$1")" "0x$(stat -L -c %T "$1")"
@@ -61,6 +68,13 @@ snap_create() {
 	SNAP_DEVS[$__id]="$*"
 	echo "snapshot $__id of $* (storage $__storage, limit $__limit)"
 	printf -v "$__var" %s "$__id"
+}
+
+# snap_create_file VAR FILE LIMIT DEV...: snap_create with a new, empty
+# storage file FILE.
+snap_create_file() {
+	: >"$2" || fail "create $2"
+	snap_create "$@"
 }
 
 # snap_take ID: take the snapshot and wait for the image of each of its

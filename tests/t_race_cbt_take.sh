@@ -11,10 +11,8 @@
 load_module
 params=/sys/module/blksnap/parameters
 snap_workdir w
-snap_loop dev 64M
-python3 tests/stamp.py fill "$dev" --seed 15 || fail "fill"
-: >"$w/diff1"
-snap_create id "$w/diff1" 256M "$dev"
+snap_loop_stamped dev 64M 15
+snap_create_file id "$w/diff1" 256M "$dev"
 img=$(image_of "$dev")
 echo 1500 >"$params/debug_delay_ms"
 on_exit echo 0 ">$params/debug_delay_point"

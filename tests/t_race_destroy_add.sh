@@ -14,8 +14,7 @@ snap_loop dev1 64M
 snap_loop dev2 64M
 $BLKSNAP attach -d "$dev2" || fail "attach $dev2"
 on_exit $BLKSNAP detach -d "$dev2"
-: >"$w/diff1"
-snap_create id "$w/diff1" 256M "$dev1"
+snap_create_file id "$w/diff1" 256M "$dev1"
 echo 1500 >"$params/debug_delay_ms"
 on_exit echo 0 ">$params/debug_delay_point"
 echo 2 >"$params/debug_delay_point"
@@ -37,8 +36,7 @@ $BLKSNAP snapshot_destroy -i "$id" || fail "destroy"
 wait "$adder"
 
 step "TAKE, destroy meanwhile"
-: >"$w/diff2"
-snap_create id2 "$w/diff2" 256M "$dev1"
+snap_create_file id2 "$w/diff2" 256M "$dev1"
 $BLKSNAP snapshot_take -i "$id2" >"$w/take.log" 2>&1 &
 taker=$!
 sleep 1
@@ -51,8 +49,7 @@ step "nothing is left of either snapshot"
 [ "$(snap_count)" = 0 ] || fail "snapshots left: $($BLKSNAP snapshot_collect)"
 sleep 1
 [ ! -e "$(image_of "$dev1")" ] || fail "an image of the destroyed snapshot exists"
-: >"$w/diff3"
-snap_create id3 "$w/diff3" 256M "$dev2"
+snap_create_file id3 "$w/diff3" 256M "$dev2"
 snap_destroy "$id3"
 $BLKSNAP detach -d "$dev1" || fail "detach $dev1"
 $BLKSNAP detach -d "$dev2" || fail "detach $dev2"

@@ -12,11 +12,9 @@
 . tests/snap_lib.sh
 load_module
 snap_workdir w
-snap_loop loop 64M
-python3 tests/stamp.py fill "$loop" --seed 14 || fail "fill"
+snap_loop_stamped loop 64M 14
 slow_dev dev "$loop" 16 4000
-: >"$w/diff1"
-snap_create id "$w/diff1" 256M "$dev"
+snap_create_file id "$w/diff1" 256M "$dev"
 on_exit snap_destroy_all
 snap_take "$id"
 img=$(image_of "$dev")

@@ -10,11 +10,9 @@
 # The storage grows by 1 MiB up to the limit, 1 MiB: four chunks.
 load_module diff_storage_minimum=2048
 snap_workdir w
-snap_loop loop 64M
-python3 tests/stamp.py fill "$loop" --seed 12 || fail "fill"
+snap_loop_stamped loop 64M 12
 slow_dev dev "$loop" 16 2000
-: >"$w/diff"
-snap_create id "$w/diff" 1M "$dev"
+snap_create_file id "$w/diff" 1M "$dev"
 snap_take "$id"
 img=$(image_of "$dev")
 cat >"$w/broken.sh" <<EOS

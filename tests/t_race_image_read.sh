@@ -9,12 +9,10 @@
 . tests/snap_lib.sh
 load_module
 snap_workdir w
-snap_loop loop 64M
-python3 tests/stamp.py fill "$loop" --seed 11 || fail "fill"
+snap_loop_stamped loop 64M 11
 # Reads of the first 16 MiB take 2 s; chunks are 256 KiB (512 sectors).
 slow_dev dev "$loop" 16 2000
-: >"$w/diff"
-snap_create id "$w/diff" 256M "$dev"
+snap_create_file id "$w/diff" 256M "$dev"
 snap_take "$id"
 img=$(image_of "$dev")
 

@@ -9,10 +9,8 @@
 . tests/snap_lib.sh
 load_module
 snap_workdir w
-snap_loop dev 64M
-python3 tests/stamp.py fill "$dev" --seed 13 || fail "fill"
-: >"$w/diff1"
-snap_create id "$w/diff1" 256M "$dev"
+snap_loop_stamped dev 64M 13
+snap_create_file id "$w/diff1" 256M "$dev"
 img=$(image_of "$dev")
 
 cg=/sys/fs/cgroup
@@ -34,8 +32,7 @@ changes=$(cbt_field "$dev" changes_number) || fail "cbtinfo"
 snap_destroy "$id"
 
 step "the write is marked as a change after snapshot $changes"
-: >"$w/diff2"
-snap_create id2 "$w/diff2" 256M "$dev"
+snap_create_file id2 "$w/diff2" 256M "$dev"
 snap_take "$id2"
 # Tracking blocks of 64 KiB: the write covers blocks 16 to 31.
 cbt_expect "$dev" "16-31=>$changes"
