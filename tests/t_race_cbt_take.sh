@@ -5,7 +5,7 @@
 # the take lacks it, the table of the next take marks it, or no incremental
 # backup ever copies it. Nothing but the module's test-only delay reaches
 # the window between marking and deciding: it holds the write in the
-# filter, before the decision, for 1.5 s while the snapshot is taken.
+# filter, before the decision, for 3 s while the snapshot is taken.
 . tests/lib.sh
 . tests/snap_lib.sh
 load_module
@@ -14,7 +14,7 @@ snap_workdir w
 snap_loop_stamped dev 64M 15
 snap_create_file id "$w/diff1" 256M "$dev"
 img=$(image_of "$dev")
-echo 1500 >"$params/debug_delay_ms"
+echo 3000 >"$params/debug_delay_ms"
 on_exit echo 0 ">$params/debug_delay_point"
 
 step "write to sector 2048, held in the filter before its copy-on-write decision; take meanwhile"

@@ -3,8 +3,9 @@
 # CBTMAP copies the table a page at a time; a take after the device shrank
 # replaces the table with a smaller one meanwhile. The copy must fail
 # cleanly (EAGAIN), not index past the new table. The user buffer is a
-# shared mapping of a device whose reads dm-delay holds for 3 s, so that the
-# first page fault of the copy leaves time for the resize and the take.
+# shared mapping of a device whose reads dm-delay holds for 10 s, so that
+# the first page fault of the copy leaves time for the resize and the take
+# (a few seconds on a loaded machine).
 . tests/lib.sh
 . tests/snap_lib.sh
 load_module
@@ -18,7 +19,7 @@ blocks=$(cbt_field "$dev" block_count) || fail "cbtinfo"
 [ "$blocks" -gt 8192 ] || fail "the table ($blocks blocks) is too small for the test"
 snap_loop buf 1M
 bufdev=bufslow$RANDOM
-dm create "$bufdev" --table "0 2048 delay $buf 0 3000" && dm mknodes "$bufdev" || fail "dm-delay"
+dm create "$bufdev" --table "0 2048 delay $buf 0 10000" && dm mknodes "$bufdev" || fail "dm-delay"
 on_exit dm remove --retry "$bufdev"
 cat >"$w/shrink.sh" <<EOS
 set -e

@@ -4,7 +4,7 @@
 # must fail, not bind a device to the dead snapshot (it could never join
 # another: EBUSY) nor start copy-on-write into storage nobody can free (the
 # module could never be unloaded). The module's test-only delay holds them
-# for 1.5 s between finding the snapshot and locking it.
+# for 3 s between finding the snapshot and locking it.
 . tests/lib.sh
 . tests/snap_lib.sh
 load_module
@@ -15,7 +15,7 @@ snap_loop dev2 64M
 $BLKSNAP attach -d "$dev2" || fail "attach $dev2"
 on_exit $BLKSNAP detach -d "$dev2"
 snap_create_file id "$w/diff1" 256M "$dev1"
-echo 1500 >"$params/debug_delay_ms"
+echo 3000 >"$params/debug_delay_ms"
 on_exit echo 0 ">$params/debug_delay_point"
 echo 2 >"$params/debug_delay_point"
 

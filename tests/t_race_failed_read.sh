@@ -16,7 +16,7 @@ snap_create_file id "$w/diff" 1M "$dev"
 snap_take "$id"
 img=$(image_of "$dev")
 cat >"$w/broken.sh" <<EOS
-for i in \$(seq 60); do
+for i in \$(seq 500); do
 	e=\$($BLKSNAP snapshot_info -d $dev | sed -n 's/^error_code:[[:space:]]*//p')
 	[ "\$e" != 0 ] && { echo "snapshot broken: error \$e"; exit 0; }
 	sleep 0.02
