@@ -378,10 +378,6 @@ impl DiskBio {
             // SAFETY: any errno value maps to a status.
             Err(e) => unsafe { bindings::errno_to_blk_status(e.to_errno()) },
         };
-        self.end_with_status(status);
-    }
-
-    fn end_with_status(self, status: bindings::blk_status_t) {
         let raw = self.into_raw().as_ptr();
         // SAFETY: the bio is ours; ending it gives it back.
         unsafe {
