@@ -19,6 +19,7 @@ use kernel::{
 use crate::{
     event_queue::{EventKind, EventQueue},
     kapi::{
+        bdev::BlockDevice,
         bio::DiskBio,
         buffer::ChunkBuf,
         file::{File, OpenMode},
@@ -33,9 +34,6 @@ use crate::{
 #[pin_data]
 pub(crate) struct DiffStorage {
     file: File,
-    /// The device the storage's data lives on, which cannot be in the
-    /// snapshot.
-    data_dev: (u32, u32),
     // Held across fallocate: allocations wait for a growth in progress.
     #[pin]
     space: Mutex<StorageSpace>,
@@ -84,7 +82,6 @@ impl DiffStorage {
         };
         Arc::pin_init(
             pin_init!(Self {
-                data_dev: file.data_dev(),
                 file,
                 space <- new_mutex!(space),
                 events,
@@ -95,8 +92,10 @@ impl DiffStorage {
         )
     }
 
-    pub(crate) fn data_dev(&self) -> (u32, u32) {
-        self.data_dev
+    /// Whether storing can write to `bdev`: such a device cannot be in the
+    /// snapshot, its copy-on-write would wait for itself.
+    pub(crate) fn reaches(&self, bdev: &BlockDevice) -> bool {
+        self.file.reaches(bdev)
     }
 
     /// Start growing ahead of need.

@@ -199,14 +199,6 @@ ssize_t blksnap_file_rw_bvec(struct file *file, loff_t *pos, const struct bio_ve
 	return ret;
 }
 
-/* The device a storage file's data lives on: its own, or its file system's. */
-dev_t blksnap_file_dev(struct file *file)
-{
-	struct inode *inode = file_inode(file);
-
-	return S_ISBLK(inode->i_mode) ? file_bdev(file)->bd_dev : inode->i_sb->s_dev;
-}
-
 bool blksnap_file_is_bdev(struct file *file)
 {
 	return S_ISBLK(file_inode(file)->i_mode);

@@ -72,7 +72,6 @@ void blksnap_inflight_wait(atomic_t *inflight, atomic_t *draining);
 ssize_t blksnap_file_rw_bvec(struct file *file, loff_t *pos, const struct bio_vec *bvec,
 			     unsigned int nr, size_t skip, size_t len, bool write, bool direct);
 void blksnap_unfreeze_queue(struct block_device *bdev);
-dev_t blksnap_file_dev(struct file *file);
 loff_t blksnap_file_size(struct file *file);
 bool blksnap_file_is_bdev(struct file *file);
 void blksnap_cond_resched(void);

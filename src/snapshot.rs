@@ -112,13 +112,12 @@ impl Snapshot {
         if state.members.iter().any(|m| m.tracker.dev_id() == dev_id) {
             return Err(errno::ealready());
         }
-        if dev_id == self.storage.data_dev() {
-            // Copy-on-write into the device being written would never end.
-            return Err(EINVAL);
-        }
         let orig = Arc::new(BdevFile::open(dev_id)?, GFP_KERNEL)?;
         if orig.bdev().unsupported() {
             return Err(EPERM);
+        }
+        if self.storage.reaches(orig.bdev()) {
+            return Err(EINVAL);
         }
         state.members.reserve(1, GFP_KERNEL)?;
         tracker.join(self.id)?;
@@ -145,6 +144,10 @@ impl Snapshot {
         }
         if state.members.is_empty() {
             return Err(ENODEV);
+        }
+        // The storage's file system may have gained a member since the add.
+        if state.members.iter().any(|m| self.storage.reaches(m.orig.bdev())) {
+            return Err(EINVAL);
         }
         // Everything that can fail or allocate is done before the freeze.
         let mut prepared = KVec::with_capacity(state.members.len(), GFP_KERNEL)?;

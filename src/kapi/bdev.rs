@@ -19,7 +19,7 @@ extern "C" {
 }
 
 /// (major, minor) of a `dev_t`.
-pub(crate) fn split_dev(dev: bindings::dev_t) -> (u32, u32) {
+fn split_dev(dev: bindings::dev_t) -> (u32, u32) {
     (dev >> bindings::MINORBITS, dev & ((1 << bindings::MINORBITS) - 1))
 }
 

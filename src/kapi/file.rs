@@ -2,12 +2,12 @@
 //! Files the module opens itself (`struct file`): the difference storage.
 
 use core::ptr::NonNull;
+use super::bdev::BlockDevice;
 use kernel::{bindings, error::from_err_ptr, prelude::*, str::CStr};
 
 // Untyped pointers: the lint against types without fields would reach
 // `struct module` through `struct file`.
 extern "C" {
-    fn blksnap_file_dev(file: *mut core::ffi::c_void) -> bindings::dev_t;
     fn blksnap_file_size(file: *mut core::ffi::c_void) -> bindings::loff_t;
     fn blksnap_file_is_bdev(file: *mut core::ffi::c_void) -> bool;
     fn blksnap_file_rw_bvec(
@@ -78,9 +78,11 @@ impl File {
 
     /// The device its data lives on: its own for a block device, its file
     /// system's for a regular file, as (major, minor).
-    pub(crate) fn data_dev(&self) -> (u32, u32) {
-        // SAFETY: by the type invariant the file is open.
-        super::bdev::split_dev(unsafe { blksnap_file_dev(self.as_raw().cast()) })
+    /// Whether writing the file can write to `bdev` (see the kernel's
+    /// file_reaches_bdev()).
+    pub(crate) fn reaches(&self, bdev: &BlockDevice) -> bool {
+        // SAFETY: by the type invariant the file is open; `bdev` is live.
+        unsafe { bindings::file_reaches_bdev(self.as_raw(), bdev.as_raw()) }
     }
 
     /// Whether it is a block device.
