@@ -13,6 +13,7 @@ use kernel::{
 use crate::{
     event_queue::EventKind,
     kapi::{blkfilter::FilterRef, errno, task::cond_resched, uapi::*, user::UserCString},
+    snapshot::MemberInfo,
     snapshots,
     tracker::Tracker,
 };
@@ -60,14 +61,15 @@ fn read_id(arg: usize) -> Result<[u8; 16]> {
     Ok(id.b)
 }
 
-/// SNAPSHOT_COLLECT: the ids if `count` is enough for them, else ENODATA
-/// with `count` set to the number needed.
+/// SNAPSHOT_COLLECT: with no buffer (`ids` 0), the number of snapshots in
+/// `count`; else the ids, oldest first, if `count` is enough for them, or
+/// ENODATA with `count` set to the number needed.
 fn collect(arg: usize) -> Result {
     let size = size_of::<BlksnapSnapshotCollect>();
     let mut req: BlksnapSnapshotCollect = read_request(UserSlice::new(arg, size))?;
     let ids = snapshots()?.ids()?;
-    let fits = ids.len() <= req.count as usize;
-    if fits {
+    let fits = req.ids == 0 || ids.len() <= req.count as usize;
+    if fits && req.ids != 0 {
         let len = ids.len() * size_of::<BlksnapUuid>();
         let mut out = UserSlice::new(req.ids as usize, len).writer();
         for id in ids.iter() {
@@ -174,7 +176,7 @@ pub(crate) fn tracker_ctl(tracker: &FilterRef<Tracker>, cmd: u32, buf: UserSlice
             let mut ranges = UserSlice::new(req.dirty_sectors as usize, len).reader();
             for _ in 0..req.count {
                 let range: BlksnapSectors = ranges.read()?;
-                tracker.mark_dirty(range.offset, range.count);
+                tracker.mark_dirty_checked(range.offset, range.count)?;
                 // Up to 2^32 ranges from user space.
                 cond_resched();
             }
@@ -186,8 +188,12 @@ pub(crate) fn tracker_ctl(tracker: &FilterRef<Tracker>, cmd: u32, buf: UserSlice
             Ok(0)
         }
         BlkfilterCtlBlksnap::Snapshotinfo => {
-            let id = tracker.snapshot_id().ok_or(ENOENT)?;
-            let info = snapshots()?.find(&id)?.member_info(tracker)?;
+            // A device in no snapshot (not added, or destroyed) has no image.
+            let info = match tracker.snapshot_id().map(|id| snapshots()?.find(&id)) {
+                Some(Ok(snapshot)) => snapshot.member_info(tracker),
+                Some(Err(e)) if e != ESRCH => return Err(e),
+                _ => MemberInfo::NONE,
+            };
             write_reply(
                 buf,
                 &BlksnapSnapshotinfo {

@@ -201,7 +201,7 @@ impl DiffArea {
         if self.error.compare_exchange(0, errno, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             let dev_id = self.tracker.dev_id();
             pr_err!("snapshot of {}:{} is corrupted: error {}\n", dev_id.0, dev_id.1, errno);
-            self.events.push(EventKind::Corrupted { dev_id, errno });
+            self.events.push(EventKind::Corrupted { dev_id, errno: -errno });
         }
     }
 }

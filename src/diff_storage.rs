@@ -37,6 +37,9 @@ pub(crate) struct DiffStorage {
     // Held across fallocate: allocations wait for a growth in progress.
     #[pin]
     space: Mutex<StorageSpace>,
+    /// A file grows up to the limit; a block device cannot grow, and its
+    /// running out corrupts the snapshot without a no_space event.
+    grows: bool,
     events: Arc<EventQueue>,
     limit_reported: AtomicBool,
     #[pin]
@@ -73,7 +76,8 @@ impl DiffStorage {
         };
         let size = file.size()? >> SECTOR_SHIFT;
         let step = u64::from(params::snapshot().diff_storage_minimum);
-        let space = if file.is_bdev() {
+        let grows = !file.is_bdev();
+        let space = if !grows {
             // A device does not grow: the limit only caps how much is used.
             let capacity = size.min(limit);
             StorageSpace::new(capacity, capacity, step)
@@ -84,6 +88,7 @@ impl DiffStorage {
             pin_init!(Self {
                 file,
                 space <- new_mutex!(space),
+                grows,
                 events,
                 limit_reported: AtomicBool::new(false),
                 grow_work <- new_work!("DiffStorage::grow_work"),
@@ -112,8 +117,10 @@ impl DiffStorage {
         Ok(())
     }
 
+    /// Tell user space, once, that the storage asked to grow to `requested`
+    /// sectors past its limit.
     fn report_limit(&self, requested: u64) {
-        if !self.limit_reported.swap(true, Ordering::Relaxed) {
+        if self.grows && !self.limit_reported.swap(true, Ordering::Relaxed) {
             pr_warn!("difference storage limit reached\n");
             self.events.push(EventKind::NoSpace { requested });
         }
@@ -129,7 +136,7 @@ impl DiffStorage {
                 match space.growth() {
                     Growth::None => {}
                     Growth::Grow(_) => crate::enqueue::<_, 0>(self.clone()),
-                    Growth::LimitReached => self.report_limit(space.step),
+                    Growth::LimitReached => self.report_limit(space.requested(0)),
                 }
                 return Ok(start);
             }
@@ -141,7 +148,7 @@ impl DiffStorage {
                     }
                 }
                 None => {
-                    self.report_limit(sectors);
+                    self.report_limit(space.requested(sectors));
                     return Err(ENOSPC);
                 }
             }

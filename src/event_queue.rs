@@ -14,9 +14,9 @@ use kernel::{
 /// What happened.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum EventKind {
-    /// The snapshot of device (major, minor) failed with `-errno`.
+    /// The snapshot of device (major, minor) failed with `errno` (positive).
     Corrupted { dev_id: (u32, u32), errno: i32 },
-    /// The storage reached its limit; it wanted this many more sectors.
+    /// The storage reached its limit; it asked to grow to this many sectors.
     NoSpace { requested: u64 },
 }
 

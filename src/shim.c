@@ -20,6 +20,9 @@
 
 #include "shim.h"
 
+/* Upstream's version, which IOCTL_BLKSNAP_VERSION reports too. */
+MODULE_VERSION("2.0.0.0");
+
 /* Module parameters, with the names and defaults of upstream blksnap. */
 #define BLKSNAP_PARAM(name, value, desc)		\
 	static unsigned int name = value;		\

@@ -3,6 +3,7 @@
 //! and events, and the module's list of them.
 #![forbid(unsafe_code)]
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
     new_mutex,
     prelude::*,
@@ -62,6 +63,8 @@ struct SnapshotState {
 #[pin_data]
 pub(crate) struct Snapshot {
     id: SnapshotId,
+    /// Creation order: SNAPSHOT_COLLECT lists snapshots by it.
+    serial: u64,
     storage: Arc<DiffStorage>,
     events: Arc<EventQueue>,
     #[pin]
@@ -74,8 +77,16 @@ pub(crate) struct MemberInfo {
     pub(crate) image: [u8; NAME_LEN],
 }
 
+impl MemberInfo {
+    /// A device with no image: no error, no name.
+    pub(crate) const NONE: Self = Self {
+        error: 0,
+        image: [0; NAME_LEN],
+    };
+}
+
 impl Snapshot {
-    fn new(path: &CStr, limit: u64) -> Result<Arc<Self>> {
+    fn new(path: &CStr, limit: u64, serial: u64) -> Result<Arc<Self>> {
         let events = Arc::pin_init(EventQueue::new(), GFP_KERNEL)?;
         let storage = DiffStorage::open(path, limit, events.clone())?;
         let mut id = [0u8; 16];
@@ -86,6 +97,7 @@ impl Snapshot {
         Arc::pin_init(
             pin_init!(Self {
                 id,
+                serial,
                 storage,
                 events,
                 state <- new_mutex!(SnapshotState {
@@ -102,7 +114,7 @@ impl Snapshot {
     fn add(&self, tracker: FilterRef<Tracker>) -> Result {
         let mut state = self.state.lock();
         if state.destroyed {
-            return Err(ENOENT);
+            return Err(ESRCH);
         }
         if state.taken {
             return Err(EBUSY);
@@ -137,7 +149,7 @@ impl Snapshot {
     fn take(&self) -> Result {
         let mut state = self.state.lock();
         if state.destroyed {
-            return Err(ENOENT);
+            return Err(ESRCH);
         }
         if state.taken {
             return Err(errno::ealready());
@@ -216,23 +228,17 @@ impl Snapshot {
     }
 
     /// SNAPSHOTINFO for `tracker`'s device.
-    pub(crate) fn member_info(&self, tracker: &FilterRef<Tracker>) -> Result<MemberInfo> {
+    pub(crate) fn member_info(&self, tracker: &FilterRef<Tracker>) -> MemberInfo {
         let state = self.state.lock();
-        let m = state
-            .members
-            .iter()
-            .find(|m| m.tracker.same(tracker))
-            .ok_or(ENOENT)?;
-        Ok(match &m.taken {
+        let taken = state.members.iter().find(|m| m.tracker.same(tracker)).and_then(|m| m.taken.as_ref());
+        match taken {
             Some((area, image)) => MemberInfo {
                 error: area.error(),
                 image: image.name(),
             },
-            None => MemberInfo {
-                error: 0,
-                image: [0; NAME_LEN],
-            },
-        })
+            // Not taken, or the snapshot let the device go meanwhile.
+            None => MemberInfo::NONE,
+        }
     }
 
     pub(crate) fn wait_event(&self, timeout_ms: u32) -> Result<Event> {
@@ -245,18 +251,20 @@ impl Snapshot {
 pub(crate) struct Snapshots {
     #[pin]
     all: Mutex<RBTree<SnapshotId, Arc<Snapshot>>>,
+    created: AtomicU64,
 }
 
 impl Snapshots {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             all <- new_mutex!(RBTree::new()),
+            created: AtomicU64::new(0),
         })
     }
 
     /// A new snapshot with the storage at `path`, up to `limit` sectors.
     pub(crate) fn create(&self, path: &CStr, limit: u64) -> Result<SnapshotId> {
-        let snapshot = Snapshot::new(path, limit)?;
+        let snapshot = Snapshot::new(path, limit, self.created.fetch_add(1, Ordering::Relaxed))?;
         let id = snapshot.id;
         let node = RBTreeNode::new(id, snapshot, GFP_KERNEL)?;
         self.all.lock().insert(node);
@@ -264,8 +272,9 @@ impl Snapshots {
         Ok(id)
     }
 
+    /// The snapshot `id`; ESRCH if there is none.
     pub(crate) fn find(&self, id: &SnapshotId) -> Result<Arc<Snapshot>> {
-        self.all.lock().get(id).cloned().ok_or(ENOENT)
+        self.all.lock().get(id).cloned().ok_or(ESRCH)
     }
 
     /// SNAPSHOTADD of the device `tracker` filters.
@@ -282,18 +291,24 @@ impl Snapshots {
     }
 
     pub(crate) fn destroy(&self, id: &SnapshotId) -> Result {
-        let snapshot = self.all.lock().remove(id).ok_or(ENOENT)?;
+        let snapshot = self.all.lock().remove(id).ok_or(ENODEV)?;
         snapshot.release();
         pr_info!("snapshot destroyed\n");
         Ok(())
     }
 
-    /// The ids of all snapshots.
+    /// The ids of all snapshots, oldest first.
     pub(crate) fn ids(&self) -> Result<KVec<SnapshotId>> {
         let all = self.all.lock();
-        let mut ids = KVec::new();
-        for id in all.keys() {
-            ids.push(*id, GFP_KERNEL)?;
+        let mut by_age = KVec::new();
+        for snapshot in all.values() {
+            by_age.push((snapshot.serial, snapshot.id), GFP_KERNEL)?;
+        }
+        drop(all);
+        by_age.sort_unstable_by_key(|&(serial, _)| serial);
+        let mut ids = KVec::with_capacity(by_age.len(), GFP_KERNEL)?;
+        for (_, id) in by_age {
+            ids.push(id, GFP_KERNEL)?;
         }
         Ok(ids)
     }

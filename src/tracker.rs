@@ -16,6 +16,7 @@ use crate::{
         bdev::BlockDevice,
         bio::FilteredBio,
         blkfilter::{Filter, FilterRef},
+        errno,
         params::{self, DelayPoint},
     },
     math::cbt::{table_slice, CbtLimits},
@@ -63,7 +64,7 @@ impl Tracker {
     pub(crate) fn read_cbt(&self, offset: u32, length: u32, out: UserSlice) -> Result {
         let mut out = out.writer();
         let table_len = self.writes.lock().cbt.read_table().len();
-        let range = table_slice(table_len, offset, length).ok_or(EINVAL)?;
+        let range = table_slice(table_len, offset, length).ok_or_else(errno::enodata)?;
         let mut page = KVec::from_elem(0u8, 4096, GFP_KERNEL)?;
         let mut pos = range.start;
         while pos < range.end {
@@ -80,16 +81,29 @@ impl Tracker {
         Ok(())
     }
 
-    /// Mark sectors as changed, as user space asks (or an image write does).
+    /// Mark sectors as changed that an image write changed.
     pub(crate) fn mark_dirty(&self, sector: u64, count: u64) {
         self.writes.lock().cbt.mark_dirty(sector, count);
+    }
+
+    /// Mark sectors as changed that user space names; EINVAL for a range
+    /// past the device's end.
+    pub(crate) fn mark_dirty_checked(&self, sector: u64, count: u64) -> Result {
+        let mut writes = self.writes.lock();
+        match sector.checked_add(count) {
+            Some(end) if end <= writes.cbt.capacity() => {
+                writes.cbt.mark_dirty(sector, count);
+                Ok(())
+            }
+            _ => Err(EINVAL),
+        }
     }
 
     /// Make the device a member of snapshot `id`.
     pub(crate) fn join(&self, id: SnapshotId) -> Result {
         let mut snapshot = self.snapshot.lock();
         match *snapshot {
-            Some(other) if other == id => Err(crate::kapi::errno::ealready()),
+            Some(other) if other == id => Err(errno::ealready()),
             Some(_) => Err(EBUSY),
             None => {
                 *snapshot = Some(id);

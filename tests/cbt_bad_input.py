@@ -41,6 +41,7 @@ def buf(data):
 # CBTINFO
 info, info_ptr = buf(bytes(40))
 expect("cbtinfo", "ok", ctl(CBTINFO, 40, info_ptr))
+capacity = struct.unpack_from("=Q", info.raw)[0]
 expect("cbtinfo optlen 39", "EINVAL", ctl(CBTINFO, 39, info_ptr))
 expect("cbtinfo optlen 0", "EINVAL", ctl(CBTINFO, 0, info_ptr))
 expect("cbtinfo bad pointer", "EFAULT", ctl(CBTINFO, 40, BAD_PTR))
@@ -53,20 +54,27 @@ def cbtmap(offset, length, buffer, optlen=16):
     return ctl(CBTMAP, optlen, req_ptr)
 expect("cbtmap whole", "ok", cbtmap(0, block_count, table_ptr))
 expect("cbtmap tail", "ok", cbtmap(block_count - 1, 1, table_ptr))
-expect("cbtmap clipped at the end", "ok", cbtmap(block_count - 1, 100, table_ptr))
-expect("cbtmap offset past the end", "EINVAL", cbtmap(block_count + 1, 1, table_ptr))
-expect("cbtmap offset+length overflows", "EINVAL", cbtmap(0xffffffff, 0xffffffff, table_ptr))
+expect("cbtmap nothing at the end", "ok", cbtmap(block_count, 0, table_ptr))
+# Upstream's codes: a read reaching past the table is ENODATA.
+expect("cbtmap length past the end", "ENODATA", cbtmap(block_count - 1, 2, table_ptr))
+expect("cbtmap offset past the end", "ENODATA", cbtmap(block_count + 1, 1, table_ptr))
+expect("cbtmap offset+length overflows", "ENODATA", cbtmap(0xffffffff, 0xffffffff, table_ptr))
 expect("cbtmap short optlen", "EINVAL", cbtmap(0, block_count, table_ptr, optlen=15))
 expect("cbtmap bad buffer", "EFAULT", cbtmap(0, block_count, BAD_PTR))
 expect("cbtmap unmapped buffer", "EFAULT", cbtmap(0, block_count, UNMAPPED))
 expect("cbtmap bad request pointer", "EFAULT", ctl(CBTMAP, 16, BAD_PTR))
 
 # CBTDIRTY
-ranges, ranges_ptr = buf(struct.pack("=QQQQ", 0, 8, 2**63, 2**63))
+sectors = capacity // 512
+ranges, ranges_ptr = buf(struct.pack("=QQQQ", 0, 8, sectors - 8, 8))
 def cbtdirty(count, ptr, optlen=16):
     req, req_ptr = buf(struct.pack("=IIQ", count, 0, ptr))
     return ctl(CBTDIRTY, optlen, req_ptr)
 expect("cbtdirty", "ok", cbtdirty(2, ranges_ptr))
+# Upstream's codes: a range past the device's end is EINVAL.
+for offset, count in ((sectors - 8, 9), (sectors, 1), (2**63, 2**63), (1, 2**64 - 1)):
+    past, past_ptr = buf(struct.pack("=QQ", offset, count))
+    expect(f"cbtdirty {count} sectors at {offset}, past the end", "EINVAL", cbtdirty(1, past_ptr))
 expect("cbtdirty none", "ok", cbtdirty(0, BAD_PTR))
 expect("cbtdirty short optlen", "EINVAL", cbtdirty(1, ranges_ptr, optlen=8))
 expect("cbtdirty bad ranges", "EFAULT", cbtdirty(1, BAD_PTR))

@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0
-# IOCTL_BLKSNAP_VERSION answers 2.0.0.0; an unknown control ioctl is ENOTTY.
+# IOCTL_BLKSNAP_VERSION answers 2.0.0.0, and modinfo shows it as upstream's
+# MODULE_VERSION; an unknown control ioctl is ENOTTY.
 . tests/lib.sh
+m=$(modinfo -F version "$BLKSNAP_MODULE") || fail "modinfo"
+echo "modinfo version: $m"
+[ "$m" = 2.0.0.0 ] || fail "modinfo shows version '$m'"
 load_module
 
 v=$($BLKSNAP version) || fail "blksnap version"

@@ -133,13 +133,9 @@ impl CbtNumbers {
 }
 
 /// The part of a `len`-byte table that a read of `length` bytes at `offset`
-/// covers, clipped at the end; `None` when `offset` is past the end or the
-/// request overflows.
+/// covers; `None` when it reaches past the end.
 pub fn table_slice(len: usize, offset: u32, length: u32) -> Option<Range<usize>> {
     let start = usize::try_from(offset).ok()?;
     let end = start.checked_add(usize::try_from(length).ok()?)?;
-    if start > len {
-        return None;
-    }
-    Some(start..end.min(len))
+    (end <= len).then_some(start..end)
 }

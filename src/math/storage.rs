@@ -69,6 +69,14 @@ impl StorageSpace {
         (self.capacity < self.limit).then(|| self.step.min(self.limit - self.capacity))
     }
 
+    /// The size, in sectors, the storage asks to grow to when `sectors` more
+    /// do not fit or free space runs low (`sectors` 0): a step beyond what
+    /// it has, or as much as the allocation needs.
+    pub fn requested(&self, sectors: u64) -> u64 {
+        let needed = self.used.saturating_add(sectors);
+        self.capacity.saturating_add(self.step).max(needed)
+    }
+
     /// The storage grew by `sectors`.
     pub fn grown(&mut self, sectors: u64) {
         self.capacity = self.capacity.saturating_add(sectors).min(self.limit);

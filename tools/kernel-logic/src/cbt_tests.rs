@@ -95,8 +95,10 @@ fn switch_resets_on_request() {
 #[test]
 fn table_slice_bounds() {
     assert_eq!(table_slice(100, 0, 100), Some(0..100));
-    assert_eq!(table_slice(100, 90, 20), Some(90..100));
-    assert_eq!(table_slice(100, 100, 1), Some(100..100));
+    assert_eq!(table_slice(100, 90, 10), Some(90..100));
+    assert_eq!(table_slice(100, 90, 11), None);
+    assert_eq!(table_slice(100, 100, 0), Some(100..100));
+    assert_eq!(table_slice(100, 100, 1), None);
     assert_eq!(table_slice(100, 101, 0), None);
     assert_eq!(table_slice(100, u32::MAX, u32::MAX), None);
 }

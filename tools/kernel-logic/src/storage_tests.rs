@@ -51,3 +51,13 @@ fn next_step_regardless_of_free_space() {
     s.grown(500);
     assert_eq!(s.next_step(), None);
 }
+
+#[test]
+fn requested_is_the_total_size_asked_for() {
+    let mut s = StorageSpace::new(100, 100, 40);
+    assert_eq!(s.alloc(90), Some(0));
+    // Low on space: a step beyond the capacity.
+    assert_eq!(s.requested(0), 140);
+    // An allocation larger than a step asks for what it needs.
+    assert_eq!(s.requested(60), 150);
+}
