@@ -88,7 +88,9 @@ for f in "${fragments[@]}"; do
 done
 
 echo "build-kernel: building (logs in $build/build.log)" >&2
-if ! "${kmake[@]}" -j"$(nproc)" bzImage modules >"$build/build.log" 2>&1; then
+# headers_install: the user-space headers of the patched kernel (in
+# $build/usr/include), which C programs written for upstream compile against.
+if ! "${kmake[@]}" -j"$(nproc)" bzImage modules headers_install >"$build/build.log" 2>&1; then
 	tail -40 "$build/build.log" >&2
 	exit 1
 fi

@@ -24,4 +24,7 @@ llvm=
 make -s -C "$mod" KDIR="$kdir" RUSTC="$RUSTC" BINDGEN="$BINDGEN" LLVM="$llvm" >&2
 
 cargo build -q --release --manifest-path "$TOP/tools/Cargo.toml" >&2
+# A C program written for upstream, against the patched kernel's headers.
+cc -Wall -Werror -I "$kdir/usr/include" -I "$TOP/uapi" \
+	-o "$TOP/tools/target/release/upstream-agent" "$TOP/tests/agent/upstream_agent.c" >&2
 echo "$kdir"

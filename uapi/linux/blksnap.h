@@ -14,6 +14,8 @@
 
 #define BLKSNAP_CTL "blksnap-control"
 #define BLKSNAP_FILTER_NAME "blksnap"
+/* Image disks are named BLKSNAP_IMAGE_NAME "-<major>-<minor>" of the original. */
+#define BLKSNAP_IMAGE_NAME "blksnap"
 #define BLKSNAP 'V'
 #define IMAGE_DISK_NAME_LEN 32
 
@@ -27,15 +29,15 @@ struct blksnap_uuid {
 
 /* Commands of the "blksnap" filter, passed in blkfilter_ctl.cmd. */
 enum blkfilter_ctl_blksnap {
-	blkfilter_ctl_blksnap_cbtinfo,
-	blkfilter_ctl_blksnap_cbtmap,
-	blkfilter_ctl_blksnap_cbtdirty,
-	blkfilter_ctl_blksnap_snapshotadd,
-	blkfilter_ctl_blksnap_snapshotinfo,
+	BLKFILTER_CTL_BLKSNAP_CBTINFO = 0,
+	BLKFILTER_CTL_BLKSNAP_CBTMAP = 1,
+	BLKFILTER_CTL_BLKSNAP_CBTDIRTY = 2,
+	BLKFILTER_CTL_BLKSNAP_SNAPSHOTADD = 3,
+	BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO = 4,
 };
 
 /**
- * struct blksnap_cbtinfo - Result of blkfilter_ctl_blksnap_cbtinfo.
+ * struct blksnap_cbtinfo - Result of BLKFILTER_CTL_BLKSNAP_CBTINFO.
  * @device_capacity:	Device capacity in bytes.
  * @block_size:		Tracking block size in bytes.
  * @block_count:	Number of tracking blocks (bytes in the CBT table).
@@ -52,7 +54,7 @@ struct blksnap_cbtinfo {
 };
 
 /**
- * struct blksnap_cbtmap - Argument of blkfilter_ctl_blksnap_cbtmap.
+ * struct blksnap_cbtmap - Argument of BLKFILTER_CTL_BLKSNAP_CBTMAP.
  * @offset:	First byte of the CBT table to read.
  * @length:	Number of bytes to read.
  * @buffer:	User pointer receiving @length bytes.
@@ -74,7 +76,7 @@ struct blksnap_sectors {
 };
 
 /**
- * struct blksnap_cbtdirty - Argument of blkfilter_ctl_blksnap_cbtdirty.
+ * struct blksnap_cbtdirty - Argument of BLKFILTER_CTL_BLKSNAP_CBTDIRTY.
  * @count:		Number of ranges.
  * @dirty_sectors:	User pointer to @count struct blksnap_sectors.
  */
@@ -84,7 +86,7 @@ struct blksnap_cbtdirty {
 };
 
 /**
- * struct blksnap_snapshotadd - Argument of blkfilter_ctl_blksnap_snapshotadd.
+ * struct blksnap_snapshotadd - Argument of BLKFILTER_CTL_BLKSNAP_SNAPSHOTADD.
  * @id:	The snapshot to add the device to.
  */
 struct blksnap_snapshotadd {
@@ -92,7 +94,7 @@ struct blksnap_snapshotadd {
 };
 
 /**
- * struct blksnap_snapshotinfo - Result of blkfilter_ctl_blksnap_snapshotinfo.
+ * struct blksnap_snapshotinfo - Result of BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO.
  * @error_code:	0, or the negative errno that made the snapshot fail.
  * @image:	Name of the image disk, empty before the snapshot is taken.
  */
@@ -103,12 +105,12 @@ struct blksnap_snapshotinfo {
 
 /* Numbers of the control device's ioctls. */
 enum blksnap_ioctl {
-	blksnap_ioctl_version,
-	blksnap_ioctl_snapshot_create,
-	blksnap_ioctl_snapshot_destroy,
-	blksnap_ioctl_snapshot_take,
-	blksnap_ioctl_snapshot_collect,
-	blksnap_ioctl_snapshot_wait_event,
+	BLKSNAP_IOCTL_VERSION = 0,
+	BLKSNAP_IOCTL_SNAPSHOT_CREATE = 1,
+	BLKSNAP_IOCTL_SNAPSHOT_DESTROY = 2,
+	BLKSNAP_IOCTL_SNAPSHOT_TAKE = 3,
+	BLKSNAP_IOCTL_SNAPSHOT_COLLECT = 4,
+	BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT = 5,
 };
 
 /**
@@ -126,7 +128,7 @@ struct blksnap_version {
 };
 
 #define IOCTL_BLKSNAP_VERSION \
-	_IOR(BLKSNAP, blksnap_ioctl_version, struct blksnap_version)
+	_IOR(BLKSNAP, BLKSNAP_IOCTL_VERSION, struct blksnap_version)
 
 /**
  * struct blksnap_snapshot_create - Argument of IOCTL_BLKSNAP_SNAPSHOT_CREATE.
@@ -143,14 +145,14 @@ struct blksnap_snapshot_create {
 };
 
 #define IOCTL_BLKSNAP_SNAPSHOT_CREATE \
-	_IOWR(BLKSNAP, blksnap_ioctl_snapshot_create, \
+	_IOWR(BLKSNAP, BLKSNAP_IOCTL_SNAPSHOT_CREATE, \
 	      struct blksnap_snapshot_create)
 
 #define IOCTL_BLKSNAP_SNAPSHOT_DESTROY \
-	_IOW(BLKSNAP, blksnap_ioctl_snapshot_destroy, struct blksnap_uuid)
+	_IOW(BLKSNAP, BLKSNAP_IOCTL_SNAPSHOT_DESTROY, struct blksnap_uuid)
 
 #define IOCTL_BLKSNAP_SNAPSHOT_TAKE \
-	_IOW(BLKSNAP, blksnap_ioctl_snapshot_take, struct blksnap_uuid)
+	_IOW(BLKSNAP, BLKSNAP_IOCTL_SNAPSHOT_TAKE, struct blksnap_uuid)
 
 /**
  * struct blksnap_snapshot_collect - Argument of IOCTL_BLKSNAP_SNAPSHOT_COLLECT.
@@ -163,7 +165,7 @@ struct blksnap_snapshot_collect {
 };
 
 #define IOCTL_BLKSNAP_SNAPSHOT_COLLECT \
-	_IOR(BLKSNAP, blksnap_ioctl_snapshot_collect, \
+	_IOR(BLKSNAP, BLKSNAP_IOCTL_SNAPSHOT_COLLECT, \
 	     struct blksnap_snapshot_collect)
 
 /* Event codes of struct blksnap_snapshot_event. */
@@ -189,7 +191,7 @@ struct blksnap_snapshot_event {
 };
 
 #define IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT \
-	_IOR(BLKSNAP, blksnap_ioctl_snapshot_wait_event, \
+	_IOR(BLKSNAP, BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT, \
 	     struct blksnap_snapshot_event)
 
 /**

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Layouts and numbers of the blkfilter and blksnap ioctls (x86_64).
 //!
-//! Mirrors `uapi/linux/blk-filter.h` and `uapi/linux/blksnap.h`. Padding that
-//! C leaves implicit is an explicit `_pad` field here, so that every byte of
-//! a struct is initialised and nothing leaks to user space. Plain `core`
-//! only: this file is also compiled into the kernel module.
+//! Mirrors `linux/blk-filter.h` and `linux/fs.h` of the kernel patch and
+//! `uapi/linux/blksnap.h`. Padding that C leaves implicit is an explicit
+//! `_pad` field here, so that every byte of a struct is initialised and
+//! nothing leaks to user space. Plain `core` only: this file is also
+//! compiled into the kernel module.
 
 use core::mem::size_of;
 

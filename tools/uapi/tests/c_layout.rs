@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The C headers in `uapi/` and the Rust layouts must agree byte for byte.
+//! The C headers (`uapi/linux/blksnap.h`, and the patched kernel's
+//! `linux/fs.h` and `linux/blk-filter.h` from `make headers_install`, whose
+//! include directory BLKSNAP_KERNEL_HEADERS names: scripts/test.sh sets it)
+//! and the Rust layouts must agree byte for byte.
 
 use blksnap_uapi::*;
 use std::collections::BTreeMap;
@@ -11,10 +14,14 @@ use std::process::Command;
 fn c_layout() -> BTreeMap<String, u64> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let headers = manifest.join("../../uapi");
+    let kernel_headers = std::env::var("BLKSNAP_KERNEL_HEADERS")
+        .expect("BLKSNAP_KERNEL_HEADERS: the include directory of the patched kernel's headers_install");
     let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("uapi-layout");
     let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
         .args(["-Wall", "-Werror", "-I"])
         .arg(&headers)
+        .arg("-I")
+        .arg(&kernel_headers)
         .arg(manifest.join("tests/layout.c"))
         .arg("-o")
         .arg(&exe)
@@ -79,11 +86,11 @@ fn c_and_rust_layouts_match() {
         ("IOCTL_BLKSNAP_SNAPSHOT_TAKE", IOCTL_BLKSNAP_SNAPSHOT_TAKE),
         ("IOCTL_BLKSNAP_SNAPSHOT_COLLECT", IOCTL_BLKSNAP_SNAPSHOT_COLLECT),
         ("IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT", IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT),
-        ("blkfilter_ctl_blksnap_cbtinfo", BlkfilterCtlBlksnap::Cbtinfo as u32),
-        ("blkfilter_ctl_blksnap_cbtmap", BlkfilterCtlBlksnap::Cbtmap as u32),
-        ("blkfilter_ctl_blksnap_cbtdirty", BlkfilterCtlBlksnap::Cbtdirty as u32),
-        ("blkfilter_ctl_blksnap_snapshotadd", BlkfilterCtlBlksnap::Snapshotadd as u32),
-        ("blkfilter_ctl_blksnap_snapshotinfo", BlkfilterCtlBlksnap::Snapshotinfo as u32),
+        ("BLKFILTER_CTL_BLKSNAP_CBTINFO", BlkfilterCtlBlksnap::Cbtinfo as u32),
+        ("BLKFILTER_CTL_BLKSNAP_CBTMAP", BlkfilterCtlBlksnap::Cbtmap as u32),
+        ("BLKFILTER_CTL_BLKSNAP_CBTDIRTY", BlkfilterCtlBlksnap::Cbtdirty as u32),
+        ("BLKFILTER_CTL_BLKSNAP_SNAPSHOTADD", BlkfilterCtlBlksnap::Snapshotadd as u32),
+        ("BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO", BlkfilterCtlBlksnap::Snapshotinfo as u32),
         ("blksnap_event_code_corrupted", BLKSNAP_EVENT_CODE_CORRUPTED),
         ("blksnap_event_code_no_space", BLKSNAP_EVENT_CODE_NO_SPACE),
     ] {

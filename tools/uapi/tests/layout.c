@@ -46,9 +46,9 @@ int main(void)
 	NUM(IOCTL_BLKSNAP_VERSION); NUM(IOCTL_BLKSNAP_SNAPSHOT_CREATE);
 	NUM(IOCTL_BLKSNAP_SNAPSHOT_DESTROY); NUM(IOCTL_BLKSNAP_SNAPSHOT_TAKE);
 	NUM(IOCTL_BLKSNAP_SNAPSHOT_COLLECT); NUM(IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT);
-	NUM(blkfilter_ctl_blksnap_cbtinfo); NUM(blkfilter_ctl_blksnap_cbtmap);
-	NUM(blkfilter_ctl_blksnap_cbtdirty); NUM(blkfilter_ctl_blksnap_snapshotadd);
-	NUM(blkfilter_ctl_blksnap_snapshotinfo);
+	NUM(BLKFILTER_CTL_BLKSNAP_CBTINFO); NUM(BLKFILTER_CTL_BLKSNAP_CBTMAP);
+	NUM(BLKFILTER_CTL_BLKSNAP_CBTDIRTY); NUM(BLKFILTER_CTL_BLKSNAP_SNAPSHOTADD);
+	NUM(BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO);
 	NUM(blksnap_event_code_corrupted); NUM(blksnap_event_code_no_space);
 	return 0;
 }
