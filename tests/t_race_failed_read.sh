@@ -17,7 +17,7 @@ snap_take "$id"
 img=$(image_of "$dev")
 cat >"$w/broken.sh" <<EOS
 for i in \$(seq 500); do
-	e=\$($BLKSNAP snapshot_info -d $dev | sed -n 's/^error_code:[[:space:]]*//p')
+	e=\$($BLKSNAP snapshot_info -d $dev -f error_code)
 	[ "\$e" != 0 ] && { echo "snapshot broken: error \$e"; exit 0; }
 	sleep 0.02
 done

@@ -26,17 +26,17 @@ python3 tests/snapshot_ioctl.py --dir "$w/storage" --dev "$d1" --dev2 "$d2" \
 
 step "the CLI names the errno"
 unknown=$(python3 -c 'import uuid; print(uuid.uuid4())')
-expect_errno_in "ENOENT ENODEV ESRCH" $BLKSNAP snapshot_destroy -i "$unknown"
-expect_errno_in "ENOENT ENODEV ESRCH" $BLKSNAP snapshot_take -i "$unknown"
+expect_errno ENODEV $BLKSNAP snapshot_destroy -i "$unknown"
+expect_errno ESRCH $BLKSNAP snapshot_take -i "$unknown"
 expect_errno ENOENT $BLKSNAP snapshot_create -f "$w/storage/no/such/file" -l 64M -d "$d1"
 : >"$w/storage/diff"
 snap_create id "$w/storage/diff" 64M "$d1"
-expect_errno ENOENT $BLKSNAP snapshot_waitevent -i "$id" -t 10
-expect_errno_in "EALREADY EBUSY" $BLKSNAP snapshot_add -i "$id" -d "$d1"
+[ "$($BLKSNAP snapshot_waitevent -i "$id" -t 10)" = result=timeout ] || fail "waitevent timeout"
+expect_errno EALREADY $BLKSNAP snapshot_add -i "$id" -d "$d1"
 snap_take "$id"
-expect_errno_in "EALREADY EINVAL EBUSY" $BLKSNAP snapshot_take -i "$id"
+expect_errno EALREADY $BLKSNAP snapshot_take -i "$id"
 snap_destroy "$id"
-expect_errno_in "ENOENT ENODEV ESRCH" $BLKSNAP snapshot_destroy -i "$id"
+expect_errno ENODEV $BLKSNAP snapshot_destroy -i "$id"
 [ "$(snap_count)" = 0 ] || fail "snapshots left behind"
 [ "$(filter_of "$d1")" = blksnap ] || fail "the filter went away"
 exit 0

@@ -65,7 +65,11 @@ pub fn parse_uuid(s: &str) -> Result<BlksnapUuid, String> {
 
 /// `id` in the standard 8-4-4-4-12 form, lower case.
 pub fn uuid_string(id: &BlksnapUuid) -> String {
-    let h = hex(&id.b);
+    dashed(&hex(&id.b))
+}
+
+/// 32 hexadecimal digits `h` in the 8-4-4-4-12 form of a UUID.
+pub fn dashed(h: &str) -> String {
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],

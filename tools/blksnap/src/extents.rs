@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The sectors of a block device that hold a file, for markdirtyblock -f:
-//! the file's extents from FS_IOC_FIEMAP as merged 512-byte sector ranges.
+//! the file's extents from FS_IOC_FIEMAP as 512-byte sector ranges.
 
 use crate::args::SECTOR_SIZE;
 use crate::{describe, errno, failed};
@@ -11,12 +11,33 @@ use nix::errno::Errno;
 use nix::sys::stat::{major, minor};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The block device that the file system of the file at `path` is on: the
+/// name upstream's tool shows for it, `/dev/block/MAJ:MIN`, and a node to
+/// open it by (that one, or the kernel's name for it where no udev made it).
+pub fn device_of(path: &Path) -> Result<(String, PathBuf)> {
+    let dev = std::fs::metadata(path)
+        .map_err(|e| failed("cannot stat", path.display(), e))?
+        .dev();
+    let id = format!("{}:{}", major(dev), minor(dev));
+    let shown = format!("/dev/block/{id}");
+    if Path::new(&shown).exists() {
+        return Ok((shown.clone(), shown.into()));
+    }
+    let uevent = std::fs::read_to_string(format!("/sys/dev/block/{id}/uevent"))
+        .with_context(|| format!("{} is on device {id}, which is not a block device", path.display()))?;
+    let name = uevent
+        .lines()
+        .find_map(|l| l.strip_prefix("DEVNAME="))
+        .ok_or_else(|| anyhow!("block device {id} has no name"))?;
+    Ok((shown, Path::new("/dev").join(name)))
+}
 
 /// The sector ranges of the block device open as `dev`, from `device`, that
-/// hold the data of the regular file at `path`, sorted and merged. The file
-/// must be on a file system on `device` itself: its extents are offsets
-/// into that device.
+/// hold the data of the regular file at `path`, one per extent in file
+/// order. The file must be on a file system on `device` itself: its extents
+/// are offsets into that device.
 pub fn file_sectors(dev: &File, device: &Path, path: &Path) -> Result<Vec<BlksnapSectors>> {
     // Non-blocking: a FIFO given by mistake must not hang the open.
     let file = OpenOptions::new()
@@ -39,12 +60,11 @@ pub fn file_sectors(dev: &File, device: &Path, path: &Path) -> Result<Vec<Blksna
     same_device(meta.dev(), dev_meta.rdev())
         .map_err(|e| anyhow!("{} is not on {}: {e}", path.display(), device.display()))?;
     let extents = extents_of(&file).with_context(|| format!("cannot get the extents of {}", path.display()))?;
-    let ranges = extents
+    extents
         .iter()
         .map(sectors)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    Ok(merge(ranges))
+        .map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 /// Whether the file system of a file, on device `file_dev`, is on block
@@ -123,7 +143,7 @@ fn sectors(extent: &FiemapExtent) -> Result<BlksnapSectors, String> {
 
 /// `ranges` sorted by offset, with empty ones dropped and overlapping or
 /// adjacent ones merged: fewer ranges for the module to mark.
-fn merge(mut ranges: Vec<BlksnapSectors>) -> Vec<BlksnapSectors> {
+pub fn merge(mut ranges: Vec<BlksnapSectors>) -> Vec<BlksnapSectors> {
     ranges.retain(|r| r.count > 0);
     ranges.sort_unstable_by_key(|r| r.offset);
     let mut merged: Vec<BlksnapSectors> = Vec::with_capacity(ranges.len());

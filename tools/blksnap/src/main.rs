@@ -11,7 +11,7 @@ mod plan;
 mod snapshot;
 
 use anyhow::{anyhow, Context, Result};
-use args::{hex, parse_range};
+use args::{dashed, hex, parse_range};
 use blksnap_uapi::{BlksnapCbtinfo, BlksnapSectors};
 use clap::{ArgGroup, CommandFactory, Parser, Subcommand};
 use nix::errno::Errno;
@@ -25,8 +25,9 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(version, about = "Block device snapshots and change block tracking")]
 struct Cli {
-    /// Print results as JSON.
-    #[arg(long, global = true)]
+    /// Print results as JSON (this project's own form; the default output
+    /// is upstream's).
+    #[arg(short, long, global = true)]
     json: bool,
     #[command(subcommand)]
     command: Command,
@@ -63,18 +64,19 @@ enum Command {
         #[arg(short, long)]
         file: PathBuf,
     },
-    /// Mark sector ranges of a block device, or the blocks of a file on it,
-    /// as changed.
+    /// Mark sector ranges of a block device, or the blocks of a file, as
+    /// changed.
     #[command(group(ArgGroup::new("what").required(true).args(["ranges", "file"])))]
     Markdirtyblock {
-        /// The block device.
-        #[arg(short, long)]
-        device: PathBuf,
+        /// The block device; with --file, the one the file's file system is
+        /// on by default.
+        #[arg(short, long, required_unless_present = "file")]
+        device: Option<PathBuf>,
         /// A range as FIRST_SECTOR:SECTOR_COUNT (512-byte sectors).
         #[arg(short, long = "ranges", value_parser = parse_range, num_args = 1..)]
         ranges: Vec<BlksnapSectors>,
         /// A regular file whose blocks to mark, on a file system on the
-        /// block device itself (give the partition for one on a partition).
+        /// block device itself (a partition for one on a partition).
         #[arg(short, long)]
         file: Option<PathBuf>,
     },
@@ -112,6 +114,7 @@ pub(crate) struct Cbtinfo {
     pub(crate) device_capacity: u64,
     pub(crate) block_size: u32,
     pub(crate) block_count: u32,
+    /// 32 hexadecimal digits (as the backup metadata records it).
     pub(crate) generation_id: String,
     pub(crate) changes_number: u8,
 }
@@ -130,11 +133,52 @@ impl From<&BlksnapCbtinfo> for Cbtinfo {
 
 impl Display for Cbtinfo {
     fn fmt(&self, f: &mut Formatter) -> fmt::Result {
-        writeln!(f, "device_capacity={}", self.device_capacity)?;
         writeln!(f, "block_size={}", self.block_size)?;
+        writeln!(f, "device_capacity={}", self.device_capacity)?;
         writeln!(f, "block_count={}", self.block_count)?;
-        writeln!(f, "generation_id={}", self.generation_id)?;
+        // Upstream shows it as a UUID.
+        writeln!(f, "generation_id={}", dashed(&self.generation_id))?;
         writeln!(f, "changes_number={}", self.changes_number)
+    }
+}
+
+/// What attach reports.
+#[derive(Serialize)]
+struct Attached {
+    /// The filter was attached before.
+    already: bool,
+}
+
+impl Display for Attached {
+    fn fmt(&self, f: &mut Formatter) -> fmt::Result {
+        if self.already {
+            writeln!(f, "Already was attached")
+        } else {
+            writeln!(f, "Attached successfully")
+        }
+    }
+}
+
+/// What markdirtyblock --file reports: the device and the file's extents,
+/// in file order.
+#[derive(Serialize)]
+struct FileExtents {
+    device: String,
+    ranges: Vec<Range>,
+}
+
+#[derive(Serialize)]
+struct Range {
+    offset: u64,
+    count: u64,
+}
+
+impl Display for FileExtents {
+    fn fmt(&self, f: &mut Formatter) -> fmt::Result {
+        writeln!(f, "device path: '{}'", self.device)?;
+        self.ranges
+            .iter()
+            .try_for_each(|r| writeln!(f, "allocate range: ofs={} cnt={}", r.offset, r.count))
     }
 }
 
@@ -239,8 +283,12 @@ fn run(cli: Cli) -> Result<()> {
             print(cli.json, &report)?;
         }
         Command::Attach { device } => {
-            ioctl::attach(&open_device(&device)?)
-                .map_err(|e| failed("cannot attach the filter to", device.display(), e))?;
+            let already = match ioctl::attach(&open_device(&device)?) {
+                Ok(()) => false,
+                Err(e) if errno(&e) == Some(Errno::EALREADY) => true,
+                Err(e) => return Err(failed("cannot attach the filter to", device.display(), e)),
+            };
+            print(cli.json, &Attached { already })?;
         }
         Command::Detach { device } => {
             ioctl::detach(&open_device(&device)?)
@@ -256,14 +304,27 @@ fn run(cli: Cli) -> Result<()> {
             let table = read_cbt_table(&dev, &device, info.block_count)?;
             std::fs::write(&file, &table).with_context(|| format!("cannot write {}", file.display()))?;
         }
-        Command::Markdirtyblock { device, ranges, file } => {
-            let dev = open_device(&device)?;
-            let ranges = match file {
-                Some(file) => extents::file_sectors(&dev, &device, &file)?,
-                None => ranges,
-            };
-            mark_dirty(&dev, &device, &ranges)?;
-        }
+        Command::Markdirtyblock { device, ranges, file } => match file {
+            Some(file) => {
+                let (shown, device) = match device {
+                    Some(device) => (device.display().to_string(), device),
+                    None => extents::device_of(&file)?,
+                };
+                let dev = open_device(&device)?;
+                let extents = extents::file_sectors(&dev, &device, &file)?;
+                let report = FileExtents {
+                    device: shown,
+                    ranges: extents.iter().map(|r| Range { offset: r.offset, count: r.count }).collect(),
+                };
+                print(cli.json, &report)?;
+                mark_dirty(&dev, &device, &extents::merge(extents))?;
+            }
+            None => {
+                // clap requires the device without a file.
+                let device = device.unwrap_or_default();
+                mark_dirty(&open_device(&device)?, &device, &ranges)?;
+            }
+        },
         Command::Snapshot(command) => snapshot::run(command, cli.json)?,
         Command::Backup(command) => backup::run(command, cli.json)?,
         Command::Man { dir } => {
@@ -276,7 +337,20 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go to stdout and succeed; usage errors exit 1,
+        // as every other error does.
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("blksnap: {e:#}");
@@ -406,11 +480,19 @@ mod tests {
 
     #[test]
     fn snapshot_info() {
-        let S::Info { device } = snapshot(&["snapshot_info", "-d", "/dev/a"]) else {
+        let S::Info { device, field } = snapshot(&["snapshot_info", "-d", "/dev/a"]) else {
             panic!()
         };
         assert_eq!(device, PathBuf::from("/dev/a"));
+        assert!(field.is_none());
+        for (arg, want) in [("image", snapshot::InfoField::Image), ("error_code", snapshot::InfoField::ErrorCode)] {
+            let S::Info { field, .. } = snapshot(&["snapshot_info", "-d", "/dev/a", "-f", arg]) else {
+                panic!()
+            };
+            assert!(field == Some(want), "--field {arg}");
+        }
         assert!(parse(&["snapshot_info"]).is_err());
+        assert!(parse(&["snapshot_info", "-d", "/dev/a", "--field", "size"]).is_err());
     }
 
     #[test]
@@ -433,7 +515,7 @@ mod tests {
                 command: Command::Markdirtyblock { device, ranges, file },
                 ..
             }) => {
-                assert_eq!(device, PathBuf::from("/dev/a"));
+                assert_eq!(device, Some(PathBuf::from("/dev/a")));
                 Ok((ranges, file))
             }
             Ok(_) => panic!("{args:?}: not markdirtyblock"),
@@ -453,6 +535,9 @@ mod tests {
         assert_eq!(dirty(&["-f", "/m/x", "-f", "/m/y"]), Err(ErrorKind::ArgumentConflict));
         assert!(dirty(&["-r"]).is_err());
         assert!(dirty(&["-f"]).is_err());
+        // The file names its device; ranges need one.
+        assert!(parse(&["markdirtyblock", "-f", "/m/x"]).is_ok());
+        assert!(parse(&["markdirtyblock", "-r", "0:8"]).is_err());
     }
 
     #[test]
@@ -485,6 +570,28 @@ mod tests {
             build: 0,
         };
         assert_eq!(v.to_string(), "2.0.0.0\n");
+        let info = Cbtinfo {
+            device_capacity: 1 << 30,
+            block_size: 65536,
+            block_count: 16384,
+            generation_id: "00112233445566778899aabbccddeeff".into(),
+            changes_number: 3,
+        };
+        assert_eq!(
+            info.to_string(),
+            "block_size=65536\ndevice_capacity=1073741824\nblock_count=16384\n\
+             generation_id=00112233-4455-6677-8899-aabbccddeeff\nchanges_number=3\n"
+        );
+        assert_eq!(Attached { already: false }.to_string(), "Attached successfully\n");
+        assert_eq!(Attached { already: true }.to_string(), "Already was attached\n");
+        let extents = FileExtents {
+            device: "/dev/block/7:0".into(),
+            ranges: vec![Range { offset: 8, count: 16 }],
+        };
+        assert_eq!(
+            extents.to_string(),
+            "device path: '/dev/block/7:0'\nallocate range: ofs=8 cnt=16\n"
+        );
         assert_eq!(
             serde_json::to_string(&v).unwrap(),
             r#"{"major":2,"minor":0,"revision":0,"build":0}"#

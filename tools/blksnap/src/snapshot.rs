@@ -8,7 +8,7 @@ use blksnap_uapi::{
     BlksnapEventCorrupted, BlksnapEventNoSpace, BlksnapSnapshotEvent, BlksnapSnapshotinfo, BlksnapUuid,
     BLKSNAP_EVENT_CODE_CORRUPTED, BLKSNAP_EVENT_CODE_NO_SPACE,
 };
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 use nix::errno::Errno;
 use serde::Serialize;
 use std::ffi::CString;
@@ -72,6 +72,9 @@ pub enum Command {
         /// The block device.
         #[arg(short, long)]
         device: PathBuf,
+        /// Print only this field's value.
+        #[arg(short, long, value_enum)]
+        field: Option<InfoField>,
     },
     /// Wait for the next event of a snapshot and print it.
     #[command(name = "snapshot_waitevent")]
@@ -90,6 +93,14 @@ pub enum Command {
         #[arg(short, long, value_parser = parse_uuid)]
         id: BlksnapUuid,
     },
+}
+
+/// A field of snapshot_info.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum InfoField {
+    Image,
+    ErrorCode,
 }
 
 /// What snapshot_create reports.
@@ -112,7 +123,9 @@ struct Collected {
 
 impl Display for Collected {
     fn fmt(&self, f: &mut Formatter) -> fmt::Result {
-        self.ids.iter().try_for_each(|id| writeln!(f, "{id}"))
+        // Upstream's form: a space after each id, an empty line at the end.
+        self.ids.iter().try_for_each(|id| writeln!(f, "{id} "))?;
+        writeln!(f)
     }
 }
 
@@ -122,6 +135,8 @@ pub(crate) struct Info {
     pub(crate) error_code: i32,
     /// The image's path, or empty before the snapshot is taken.
     pub(crate) image: String,
+    #[serde(skip)]
+    field: Option<InfoField>,
 }
 
 impl From<&BlksnapSnapshotinfo> for Info {
@@ -139,14 +154,23 @@ impl From<&BlksnapSnapshotinfo> for Info {
             } else {
                 format!("/dev/{name}")
             },
+            field: None,
         }
     }
 }
 
 impl Display for Info {
     fn fmt(&self, f: &mut Formatter) -> fmt::Result {
-        writeln!(f, "error_code: {}", self.error_code)?;
-        writeln!(f, "image: {}", self.image)
+        // Upstream shows "/dev/" for no image.
+        let image = if self.image.is_empty() { "/dev/" } else { &self.image };
+        match self.field {
+            Some(InfoField::Image) => writeln!(f, "{image}"),
+            Some(InfoField::ErrorCode) => writeln!(f, "{}", self.error_code),
+            None => {
+                writeln!(f, "error_code={}", self.error_code)?;
+                writeln!(f, "image={image}")
+            }
+        }
     }
 }
 
@@ -200,38 +224,72 @@ impl From<&BlksnapSnapshotEvent> for Event {
     }
 }
 
+/// snapshot_waitevent's form of an event, upstream's.
 impl Display for Event {
     fn fmt(&self, f: &mut Formatter) -> fmt::Result {
+        writeln!(f, "result=ok")?;
+        writeln!(f, "time={}", self.time_label)?;
         match self.kind {
+            EventKind::Corrupted {
+                dev_id_mj,
+                dev_id_mn,
+                err_code,
+            } => {
+                writeln!(f, "event=corrupted")?;
+                writeln!(f, "dev_id_mj={dev_id_mj}")?;
+                writeln!(f, "dev_id_mn={dev_id_mn}")?;
+                writeln!(f, "err_code={err_code}")
+            }
+            EventKind::NoSpace { requested_nr_sect } => {
+                writeln!(f, "event=no_space")?;
+                writeln!(f, "requested_nr_sect={requested_nr_sect}")
+            }
+            EventKind::Unknown => writeln!(f, "event={}", self.code),
+        }
+    }
+}
+
+/// snapshot_watcher's line for an event, upstream's (its time is the
+/// 32-bit truncation of the time label, its spelling upstream's).
+struct WatchedEvent<'a>(&'a Event);
+
+impl Display for WatchedEvent<'_> {
+    fn fmt(&self, f: &mut Formatter) -> fmt::Result {
+        let time = self.0.time_label as u32;
+        match self.0.kind {
             EventKind::Corrupted {
                 dev_id_mj,
                 dev_id_mn,
                 err_code,
             } => writeln!(
                 f,
-                "event: corrupted dev={dev_id_mj}:{dev_id_mn} error={}",
-                errno_name(err_code)
+                "{time} - The snapshot was corrupted for device [{dev_id_mj}:{dev_id_mn}] with error \"{}\".",
+                strerror(err_code)
             ),
-            EventKind::NoSpace { requested_nr_sect } => {
-                writeln!(f, "event: no_space requested_sectors={requested_nr_sect}")
-            }
-            EventKind::Unknown => writeln!(f, "event: code={}", self.code),
+            EventKind::NoSpace { requested_nr_sect } => writeln!(
+                f,
+                "{time} - The the difference storage already grow up to {} MiB. Limit has been reached.",
+                requested_nr_sect / 2048
+            ),
+            EventKind::Unknown => writeln!(f, "{time} - unsupported event #{}.", self.0.code),
         }
     }
 }
 
-/// The name of errno `code`, whichever its sign; the number if it has none.
-fn errno_name(code: i32) -> String {
-    match Errno::from_raw(code.wrapping_abs()) {
-        Errno::UnknownErrno => code.to_string(),
-        errno => format!("{errno:?}"),
+/// The C library's text for errno `code`, as strerror() gives it.
+fn strerror(code: i32) -> String {
+    let text = io::Error::from_raw_os_error(code).to_string();
+    // The standard library appends " (os error N)" to strerror's text.
+    match text.rfind(" (os error ") {
+        Some(end) => text[..end].to_string(),
+        None => text,
     }
 }
 
-/// Wrap the failure of an ioctl naming snapshot `id`, where ENOENT and ESRCH
-/// mean that there is no such snapshot rather than a file or a process.
+/// Wrap the failure of an ioctl naming snapshot `id`, where ESRCH and ENODEV
+/// mean that there is no such snapshot rather than a process or a device.
 fn snapshot_failed(what: &str, id: &BlksnapUuid, err: io::Error) -> anyhow::Error {
-    let words = matches!(errno(&err), Some(Errno::ENOENT | Errno::ESRCH)).then_some("no such snapshot");
+    let words = matches!(errno(&err), Some(Errno::ESRCH | Errno::ENODEV)).then_some("no such snapshot");
     anyhow!("{what} {}: {}", uuid_string(id), describe(&err, words))
 }
 
@@ -310,9 +368,18 @@ pub fn run(command: Command, json: bool) -> Result<()> {
         Command::Create { file, limit, devices } => {
             // A device that cannot be added drops, so destroys, the snapshot.
             let snapshot = Snapshot::create(&file, limit)?;
+            let created = Created {
+                id: uuid_string(&snapshot.id),
+            };
+            // Upstream prints the id before it adds the devices.
+            if !json {
+                print(json, &created)?;
+            }
             devices.iter().try_for_each(|device| snapshot.add(device))?;
-            let id = snapshot.keep();
-            print(json, &Created { id: uuid_string(&id) })?;
+            snapshot.keep();
+            if json {
+                print(json, &created)?;
+            }
         }
         Command::Add { id, device } => add_device(&id, &device)?,
         Command::Take { id } => {
@@ -327,25 +394,22 @@ pub fn run(command: Command, json: bool) -> Result<()> {
             let ids = collect(&open_control()?)?.iter().map(uuid_string).collect();
             print(json, &Collected { ids })?;
         }
-        Command::Info { device } => {
+        Command::Info { device, field } => {
             let info = ioctl::snapshotinfo(&open_device(&device)?)
                 .map_err(|e| failed("cannot get the snapshot state of", device.display(), e))?;
-            print(json, &Info::from(&info))?;
+            print(json, &Info { field, ..Info::from(&info) })?;
         }
         Command::Waitevent { id, timeout } => {
-            let event = ioctl::snapshot_wait_event(&open_control()?, &id, timeout).map_err(|e| {
-                if errno(&e) == Some(Errno::ENOENT) {
-                    let words = format!("no event within {timeout} ms");
-                    anyhow!(
-                        "cannot get an event of snapshot {}: {}",
-                        uuid_string(&id),
-                        describe(&e, Some(&words))
-                    )
-                } else {
-                    snapshot_failed("cannot get an event of snapshot", &id, e)
-                }
-            })?;
-            print(json, &Event::from(&*event))?;
+            let outcome = match ioctl::snapshot_wait_event(&open_control()?, &id, timeout) {
+                Ok(event) => Waited::Event(Event::from(&*event)),
+                Err(e) => match errno(&e) {
+                    Some(Errno::ENOENT) => Waited::Timeout,
+                    Some(Errno::EINTR) => Waited::Interrupted,
+                    Some(Errno::ESRCH) => Waited::NotFound,
+                    _ => return Err(snapshot_failed("cannot get an event of snapshot", &id, e)),
+                },
+            };
+            print(json, &outcome)?;
         }
         Command::Watcher { id } => watch(&id, json)?,
     }
@@ -357,26 +421,59 @@ fn collect(control: &File) -> Result<Vec<BlksnapUuid>> {
     ioctl::snapshot_collect(control).map_err(|e| failed("cannot list the snapshots of", CONTROL_DEVICE, e))
 }
 
-/// Print the events of snapshot `id` until it no longer exists.
-fn watch(id: &BlksnapUuid, json: bool) -> Result<()> {
-    let control = open_control()?;
-    loop {
-        match ioctl::snapshot_wait_event(&control, id, WATCH_TIMEOUT_MS) {
-            Ok(event) => print(json, &Event::from(&*event))?,
-            Err(e) if errno(&e) == Some(Errno::EINTR) => {}
-            // ENOENT is a timeout, which is when to check that the snapshot
-            // is still there; any other error is expected once it is gone.
-            Err(e) => {
-                if !collect(&control)?.contains(id) {
-                    eprintln!("snapshot {} no longer exists", uuid_string(id));
-                    return Ok(());
-                }
-                if errno(&e) != Some(Errno::ENOENT) {
-                    return Err(snapshot_failed("cannot get an event of snapshot", id, e));
-                }
-            }
+/// What snapshot_waitevent reports: an event, or why there was none.
+#[derive(Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+enum Waited {
+    #[serde(rename = "ok")]
+    Event(Event),
+    Timeout,
+    Interrupted,
+    NotFound,
+}
+
+impl Display for Waited {
+    fn fmt(&self, f: &mut Formatter) -> fmt::Result {
+        match self {
+            Self::Event(event) => event.fmt(f),
+            Self::Timeout => writeln!(f, "result=timeout"),
+            Self::Interrupted => writeln!(f, "result=interrupted"),
+            Self::NotFound => writeln!(f, "result=not found"),
         }
     }
+}
+
+/// Print the events of snapshot `id` until it is corrupted or gone, in
+/// upstream's words (one JSON object per event with --json).
+fn watch(id: &BlksnapUuid, json: bool) -> Result<()> {
+    let control = open_control()?;
+    let say = |line: &str| if !json { println!("{line}") };
+    say("Start snapshot watcher.");
+    loop {
+        match ioctl::snapshot_wait_event(&control, id, WATCH_TIMEOUT_MS) {
+            Ok(raw) => {
+                let event = Event::from(&*raw);
+                if json {
+                    print(json, &event)?;
+                } else {
+                    print!("{}", WatchedEvent(&event));
+                }
+                if matches!(event.kind, EventKind::Corrupted { .. }) {
+                    break;
+                }
+            }
+            Err(e) => match errno(&e) {
+                Some(Errno::ENOENT | Errno::EINTR) => {}
+                Some(Errno::ESRCH) => {
+                    say("Snapshot not found");
+                    break;
+                }
+                _ => return Err(snapshot_failed("cannot get an event of snapshot", id, e)),
+            },
+        }
+    }
+    say("Snapshot watcher finished");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -402,7 +499,14 @@ mod tests {
     fn corrupted_event() {
         let payload: Vec<u8> = [7u32.to_ne_bytes(), 1u32.to_ne_bytes(), 28i32.to_ne_bytes()].concat();
         let e = Event::from(&*event(BLKSNAP_EVENT_CODE_CORRUPTED, &payload));
-        assert_eq!(e.to_string(), "event: corrupted dev=7:1 error=ENOSPC\n");
+        assert_eq!(
+            e.to_string(),
+            "result=ok\ntime=1234\nevent=corrupted\ndev_id_mj=7\ndev_id_mn=1\nerr_code=28\n"
+        );
+        assert_eq!(
+            WatchedEvent(&e).to_string(),
+            "1234 - The snapshot was corrupted for device [7:1] with error \"No space left on device\".\n"
+        );
         assert_eq!(
             json(&e),
             serde_json::json!({"code": 0, "name": "corrupted", "time_label": 1234,
@@ -413,7 +517,11 @@ mod tests {
     #[test]
     fn no_space_event() {
         let e = Event::from(&*event(BLKSNAP_EVENT_CODE_NO_SPACE, &4096u64.to_ne_bytes()));
-        assert_eq!(e.to_string(), "event: no_space requested_sectors=4096\n");
+        assert_eq!(e.to_string(), "result=ok\ntime=1234\nevent=no_space\nrequested_nr_sect=4096\n");
+        assert_eq!(
+            WatchedEvent(&e).to_string(),
+            "1234 - The the difference storage already grow up to 2 MiB. Limit has been reached.\n"
+        );
         assert_eq!(
             json(&e),
             serde_json::json!({"code": 1, "name": "no_space", "time_label": 1234, "requested_nr_sect": 4096})
@@ -423,7 +531,7 @@ mod tests {
     #[test]
     fn unknown_event() {
         let e = Event::from(&*event(77, &[]));
-        assert_eq!(e.to_string(), "event: code=77\n");
+        assert_eq!(e.to_string(), "result=ok\ntime=1234\nevent=77\n");
         assert_eq!(
             json(&e),
             serde_json::json!({"code": 77, "name": "unknown", "time_label": 1234})
@@ -431,12 +539,22 @@ mod tests {
     }
 
     #[test]
-    fn errno_names() {
-        assert_eq!(errno_name(5), "EIO");
-        assert_eq!(errno_name(-5), "EIO");
-        assert_eq!(errno_name(0), "0");
-        assert_eq!(errno_name(99999), "99999");
-        assert_eq!(errno_name(i32::MIN), i32::MIN.to_string());
+    fn waited() {
+        assert_eq!(Waited::Timeout.to_string(), "result=timeout\n");
+        assert_eq!(Waited::Interrupted.to_string(), "result=interrupted\n");
+        assert_eq!(Waited::NotFound.to_string(), "result=not found\n");
+        assert_eq!(json(&Waited::NotFound), serde_json::json!({"result": "not_found"}));
+        let e = Waited::Event(Event::from(&*event(77, &[])));
+        assert_eq!(
+            json(&e),
+            serde_json::json!({"result": "ok", "code": 77, "name": "unknown", "time_label": 1234})
+        );
+    }
+
+    #[test]
+    fn strerror_texts() {
+        assert_eq!(strerror(5), "Input/output error");
+        assert_eq!(strerror(28), "No space left on device");
     }
 
     #[test]
@@ -446,12 +564,22 @@ mod tests {
             image: [0; IMAGE_DISK_NAME_LEN],
         };
         let info = Info::from(&raw);
-        assert_eq!(info.to_string(), "error_code: -28\nimage: \n");
+        assert_eq!(info.to_string(), "error_code=-28\nimage=/dev/\n");
+        let image_only = Info {
+            field: Some(InfoField::Image),
+            ..Info::from(&raw)
+        };
+        assert_eq!(image_only.to_string(), "/dev/\n");
         assert_eq!(json(&info), serde_json::json!({"error_code": -28, "image": ""}));
 
         raw.image[..14].copy_from_slice(b"blksnap-7-0\0xy");
         let info = Info::from(&raw);
-        assert_eq!(info.to_string(), "error_code: -28\nimage: /dev/blksnap-7-0\n");
+        assert_eq!(info.to_string(), "error_code=-28\nimage=/dev/blksnap-7-0\n");
+        let code_only = Info {
+            field: Some(InfoField::ErrorCode),
+            ..Info::from(&raw)
+        };
+        assert_eq!(code_only.to_string(), "-28\n");
         assert_eq!(
             json(&info),
             serde_json::json!({"error_code": -28, "image": "/dev/blksnap-7-0"})
@@ -470,10 +598,10 @@ mod tests {
         let c = Collected {
             ids: vec!["a".into(), "b".into()],
         };
-        assert_eq!(c.to_string(), "a\nb\n");
+        assert_eq!(c.to_string(), "a \nb \n\n");
         assert_eq!(json(&c), serde_json::json!({"ids": ["a", "b"]}));
         let none = Collected { ids: vec![] };
-        assert_eq!(none.to_string(), "");
+        assert_eq!(none.to_string(), "\n");
         assert_eq!(json(&none), serde_json::json!({"ids": []}));
         let created = Created { id: "a".into() };
         assert_eq!(created.to_string(), "a\n");
