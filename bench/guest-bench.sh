@@ -323,8 +323,8 @@ blksnap_round() {
 			settle "$cow"
 			fio_run "$target" blksnap-image-copied "$rep" "$img" $READS
 		fi
-		info=$($BLKSNAP snapshot_info -d "$orig")
-		grep -qE '^error_code:[[:space:]]*0$' <<<"$info" || error "$target: snapshot broke: $info"
+		info=$($BLKSNAP snapshot_info -d "$orig" --field error_code)
+		[ "$info" = 0 ] || error "$target: snapshot broke: error_code $info"
 	else
 		error "$target: snapshot_take"
 	fi

@@ -322,10 +322,7 @@ class Stress:
         return [(v, info) for v, (info, _) in zip(values, cbts)], take[1]
 
     def info_error(self, disk):
-        for line in self.cli("snapshot_info", "-d", disk.path).splitlines():
-            if line.startswith("error_code:"):
-                return line.split(":", 1)[1].strip()
-        raise Failed(f"snapshot_info -d {disk.path}: no error_code")
+        return self.cli("snapshot_info", "-d", disk.path, "--field", "error_code").strip()
 
     def run(self):
         threads = []
