@@ -77,12 +77,12 @@ impl DiffStorage {
         let size = file.size()? >> SECTOR_SHIFT;
         let step = u64::from(params::snapshot().diff_storage_minimum);
         let grows = !file.is_bdev();
-        let space = if !grows {
+        let space = if grows {
+            StorageSpace::new(size, limit, step)
+        } else {
             // A device does not grow: the limit only caps how much is used.
             let capacity = size.min(limit);
             StorageSpace::new(capacity, capacity, step)
-        } else {
-            StorageSpace::new(size, limit, step)
         };
         Arc::pin_init(
             pin_init!(Self {

@@ -2,8 +2,9 @@
 //! Files the module opens itself (`struct file`): the difference storage.
 
 use core::ptr::NonNull;
-use super::bdev::BlockDevice;
 use kernel::{bindings, error::from_err_ptr, prelude::*, str::CStr};
+
+use super::bdev::BlockDevice;
 
 // Untyped pointers: the lint against types without fields would reach
 // `struct module` through `struct file`.
@@ -76,8 +77,6 @@ impl File {
         self.raw.as_ptr()
     }
 
-    /// The device its data lives on: its own for a block device, its file
-    /// system's for a regular file, as (major, minor).
     /// Whether writing the file can write to `bdev` (see the kernel's
     /// file_reaches_bdev()).
     pub(crate) fn reaches(&self, bdev: &BlockDevice) -> bool {
