@@ -286,11 +286,18 @@ fn strerror(code: i32) -> String {
     }
 }
 
-/// Wrap the failure of an ioctl naming snapshot `id`, where ESRCH and ENODEV
-/// mean that there is no such snapshot rather than a process or a device.
+/// Wrap the failure of an ioctl naming snapshot `id`, where ESRCH means that
+/// there is no such snapshot rather than no such process.
 fn snapshot_failed(what: &str, id: &BlksnapUuid, err: io::Error) -> anyhow::Error {
-    let words = matches!(errno(&err), Some(Errno::ESRCH | Errno::ENODEV)).then_some("no such snapshot");
+    let words = (errno(&err) == Some(Errno::ESRCH)).then_some("no such snapshot");
     anyhow!("{what} {}: {}", uuid_string(id), describe(&err, words))
+}
+
+/// Wrap the failure of SNAPSHOT_DESTROY, which names an unknown snapshot
+/// ENODEV.
+fn destroy_failed(id: &BlksnapUuid, err: io::Error) -> anyhow::Error {
+    let words = (errno(&err) == Some(Errno::ENODEV)).then_some("no such snapshot");
+    anyhow!("cannot destroy snapshot {}: {}", uuid_string(id), describe(&err, words))
 }
 
 /// Add `device` to snapshot `id`, attaching the filter first if needed.
@@ -346,8 +353,7 @@ impl Snapshot {
 
     fn destroy_now(&mut self) -> Result<()> {
         self.owned = false;
-        ioctl::snapshot_destroy(&self.control, &self.id)
-            .map_err(|e| snapshot_failed("cannot destroy snapshot", &self.id, e))
+        ioctl::snapshot_destroy(&self.control, &self.id).map_err(|e| destroy_failed(&self.id, e))
     }
 }
 
@@ -387,8 +393,7 @@ pub fn run(command: Command, json: bool) -> Result<()> {
                 .map_err(|e| snapshot_failed("cannot take snapshot", &id, e))?;
         }
         Command::Destroy { id } => {
-            ioctl::snapshot_destroy(&open_control()?, &id)
-                .map_err(|e| snapshot_failed("cannot destroy snapshot", &id, e))?;
+            ioctl::snapshot_destroy(&open_control()?, &id).map_err(|e| destroy_failed(&id, e))?;
         }
         Command::Collect => {
             let ids = collect(&open_control()?)?.iter().map(uuid_string).collect();
