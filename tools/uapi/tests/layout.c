@@ -2,6 +2,7 @@
 /* Prints the layout of every uapi struct and the ioctl numbers, one per line. */
 #include <stddef.h>
 #include <stdio.h>
+#include <linux/fs.h>
 #include <linux/blk-filter.h>
 #include <linux/blksnap.h>
 
