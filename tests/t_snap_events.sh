@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Events as upstream reports them, read with raw WAIT_EVENT ioctls. A
 # storage file at its limit raises no_space with the total size it asked to
-# grow to (limit + a growth step), then the overflow a corrupted event with
+# grow to (the limit, at the limit), then the overflow a corrupted event with
 # the positive errno 28 (ENOSPC), SNAPSHOTINFO -28. A block device storage
 # cannot grow: no no_space event, only the corrupted one. After destroy,
 # WAIT_EVENT says ESRCH.
@@ -69,6 +69,6 @@ PY
 }
 
 : >"$w/diff"
-overflow "storage file" "$w/diff" 8M "no_space $((16384 + step));corrupted $(dev_id "$dev") 28"
+overflow "storage file" "$w/diff" 8M "no_space 16384;corrupted $(dev_id "$dev") 28"
 overflow "storage device" "$stdev" 64M "corrupted $(dev_id "$dev") 28"
 exit 0

@@ -97,15 +97,14 @@ on_exit $BLKSNAP snapshot_destroy --id="$id"
 $BLKSNAP snapshot_take --id="$id" || fail "snapshot_take"
 $BLKSNAP snapshot_watcher --id="$id" >"$w/watcher2" 2>&1 &
 watcher=$!
-# 32 MiB through a storage of 8 MiB that grows 8 MiB at a time: it asks
-# for 16 MiB, then overflows.
+# 32 MiB through a storage of 8 MiB: it reaches its limit, then overflows.
 dd if=/dev/urandom of="$dev" bs=1M count=32 seek=16 oflag=direct status=none || fail "write"
 for _ in $(seq 100); do kill -0 "$watcher" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$watcher" 2>/dev/null && fail "the watcher did not finish after the corruption"
 wait "$watcher" || fail "the watcher failed"
 cat "$w/watcher2"
 d=$(dev_id "$dev")
-grep -xE "[0-9]+ - The the difference storage already grow up to 16 MiB\. Limit has been reached\." \
+grep -xE "[0-9]+ - The the difference storage already grow up to 8 MiB\. Limit has been reached\." \
 	"$w/watcher2" || fail "watcher: no no_space line"
 grep -xE "[0-9]+ - The snapshot was corrupted for device \[$d\] with error \"No space left on device\"\." \
 	"$w/watcher2" || fail "watcher: no corrupted line"

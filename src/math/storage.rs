@@ -71,10 +71,11 @@ impl StorageSpace {
 
     /// The size, in sectors, the storage asks to grow to when `sectors` more
     /// do not fit or free space runs low (`sectors` 0): a step beyond what
-    /// it has, or as much as the allocation needs.
+    /// it has, or as much as the allocation needs, within the limit (as
+    /// upstream reports it: at the limit, the limit).
     pub fn requested(&self, sectors: u64) -> u64 {
         let needed = self.used.saturating_add(sectors);
-        self.capacity.saturating_add(self.step).max(needed)
+        self.capacity.saturating_add(self.step).max(needed).min(self.limit)
     }
 
     /// The storage grew by `sectors`.

@@ -54,10 +54,14 @@ fn next_step_regardless_of_free_space() {
 
 #[test]
 fn requested_is_the_total_size_asked_for() {
-    let mut s = StorageSpace::new(100, 100, 40);
+    let mut s = StorageSpace::new(100, 400, 40);
     assert_eq!(s.alloc(90), Some(0));
     // Low on space: a step beyond the capacity.
     assert_eq!(s.requested(0), 140);
     // An allocation larger than a step asks for what it needs.
     assert_eq!(s.requested(60), 150);
+    // Never past the limit: at the limit, the limit.
+    assert_eq!(s.requested(1000), 400);
+    s.grown(300);
+    assert_eq!(s.requested(0), 400);
 }
