@@ -69,7 +69,8 @@ class World:
             n = self.files
         kind = rng.choice(["file", "file", "dir", "missing", "device", "empty"])
         if kind == "file":
-            path = os.path.join(self.dir, f"s{n}")
+            # Named by process too: another fuzzer may share the directory.
+            path = os.path.join(self.dir, f"s{os.getpid()}-{n}")
             open(path, "wb").close()
             return kind, path
         if kind == "dir":
@@ -77,7 +78,8 @@ class World:
         if kind == "missing":
             return kind, os.path.join(self.dir, "no", "such")
         if kind == "device":
-            return kind, rng.choice(self.devices)
+            with self.lock:
+                return kind, rng.choice(self.devices)
         return kind, ""
 
     def snapshot_id(self, rng):
@@ -115,8 +117,12 @@ class Fuzzer:
         self.outcomes[(request, kind, result)] += 1
         return result
 
+    def device(self):
+        with self.w.lock:
+            return self.rng.choice(self.w.devices)
+
     def device_fd(self):
-        dev = self.rng.choice(self.w.devices)
+        dev = self.device()
         try:
             return dev, os.open(dev, os.O_RDONLY)
         except OSError:
@@ -165,10 +171,12 @@ class Fuzzer:
 
     def collect(self):
         count = self.rng.choice([0, 1, 2, MAX_SNAPSHOTS, HUGE])
-        # Room for every snapshot: creates stop at MAX_SNAPSHOTS (a few
-        # threads may pass it together, never twice over).
-        ids = Buf(bytes(2 * 16 * MAX_SNAPSHOTS))
+        ids = Buf(bytes(16 * MAX_SNAPSHOTS))
         ids_kind, ids_ptr = pointer(self.rng, ids.addr)
+        if ids_kind == "buf":
+            # Other processes create snapshots too: never let the kernel
+            # write past the buffer.
+            count = min(count, MAX_SNAPSHOTS)
         arg = Buf(struct.pack("=I4xQ", count, ids_ptr))
         arg_kind, arg_ptr = pointer(self.rng, arg.addr)
         r = ioctl(self.w.control, IOCTL_COLLECT, arg_ptr)
@@ -256,7 +264,7 @@ class Fuzzer:
 
     # Images and devices.
     def image_read(self):
-        dev = self.rng.choice(self.w.devices)
+        dev = self.device()
         try:
             rdev = os.stat(dev).st_rdev
         except OSError:
@@ -344,9 +352,18 @@ def main():
     world = World(a.devices, a.dir)
     fuzzers = [Fuzzer(world, random.Random(f"{a.seed}/{t}")) for t in range(a.threads)]
     per_thread = a.calls // a.threads
+    crashes = []
+
+    def run(fuzzer):
+        try:
+            for _ in range(per_thread):
+                fuzzer.step()
+        except Exception as e:  # a fuzzer bug, not a kernel answer: fail
+            crashes.append(repr(e))
+            raise
+
     start = time.monotonic()
-    threads = [threading.Thread(target=lambda f=f: [f.step() for _ in range(per_thread)])
-               for f in fuzzers]
+    threads = [threading.Thread(target=run, args=(f,)) for f in fuzzers]
     for t in threads:
         t.start()
     for t in threads:
@@ -375,6 +392,9 @@ def main():
         with open(a.outcomes, "a") as f:
             for o in sorted(new):
                 f.write("\t".join(o) + "\n")
+    if crashes:
+        print(f"seed {a.seed}: FAIL: a fuzzer thread raised {crashes}")
+        return 1
     return 0
 
 
