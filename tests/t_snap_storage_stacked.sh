@@ -1,12 +1,13 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # A difference storage whose writes reach a member of its own snapshot is
-# refused (EINVAL): copy-on-write would store into that member, its store
-# would wait in the member's filter for the copy-on-write, which waits for
-# the store. The storage reaches the member when it is a partition of it, or
-# a file on device mapper over it, or on a btrfs that has it among its
-# devices (at add, and at take after a "btrfs device add"). A storage that
-# does not reach it (btrfs on another device) is accepted and works.
+# refused (EINVAL): copy-on-write would store into that member, and every
+# store would need copy-on-write of its own (until the limit, or waiting on
+# itself). The storage reaches the member when it is a partition of it, a
+# file on device mapper over it, on an ext4 whose external journal it is,
+# or on a btrfs that has it among its devices (at add, and at take after a
+# "btrfs device add"). A storage that does not reach it (btrfs on another
+# device) is accepted and works.
 . tests/lib.sh
 . tests/snap_lib.sh
 load_module diff_storage_minimum=16384
@@ -37,6 +38,13 @@ on_exit umount "$w/ext4"
 expect_errno EINVAL $BLKSNAP snapshot_create -f "$w/ext4" -l 32M -d "$member"
 umount "$w/ext4" || fail "umount ext4"
 dm remove --retry stacked || fail "dmsetup remove"
+
+step "storage: a file on ext4 whose external journal is the member"
+mke2fs -q -F -O journal_dev -b 4096 "$member" || fail "mke2fs journal_dev"
+mkfs.ext4 -q -F -b 4096 -J device="$member" "$other" || fail "mkfs.ext4 -J device"
+mount "$other" "$w/ext4" || fail "mount with the external journal"
+expect_errno EINVAL $BLKSNAP snapshot_create -f "$w/ext4" -l 32M -d "$member"
+umount "$w/ext4" || fail "umount ext4"
 
 step "storage: a file on btrfs over the member and another device"
 mkfs.btrfs -q -f -d single -m single "$member" "$other" >/dev/null || fail "mkfs.btrfs"
