@@ -70,10 +70,16 @@ impl DiffStorage {
         if limit == 0 {
             return Err(EINVAL);
         }
-        let file = match File::open(path, OpenMode::Exclusive) {
+        let mut file = match File::open(path, OpenMode::Exclusive) {
             Err(e) if e == EISDIR => File::open(path, OpenMode::TmpFileIn)?,
             r => r?,
         };
+        // Truncated or overwritten, the file would give back wrong data for
+        // stored chunks. A file somebody else has open for writing is still
+        // taken, as upstream does, but not guarded.
+        if let Err(e) = file.deny_other_writers() {
+            pr_warn!("difference storage is open for writing elsewhere, not guarded: error {}\n", e.to_errno());
+        }
         let size = file.size()? >> SECTOR_SHIFT;
         let step = u64::from(params::snapshot().diff_storage_minimum);
         let grows = !file.is_bdev();

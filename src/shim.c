@@ -202,6 +202,34 @@ ssize_t blksnap_file_rw_bvec(struct file *file, loff_t *pos, const struct bio_ve
 	return ret;
 }
 
+/*
+ * A regular file kept as difference storage must not change behind
+ * blksnap's back: truncated or overwritten, it would give back wrong data
+ * for stored chunks. Deny write access to everybody else, as the kernel does
+ * for a running executable (opening it for writing and truncating it fail
+ * with ETXTBSY); blksnap's own file, open for writing already, keeps
+ * writing. Its own write access stops counting first, so that only another
+ * writer makes this fail (ETXTBSY).
+ */
+int blksnap_file_deny_other_writers(struct file *file)
+{
+	struct inode *inode = file_inode(file);
+
+	put_write_access(inode);
+	if (!deny_write_access(file))
+		return 0;
+	atomic_inc(&inode->i_writecount);
+	return -ETXTBSY;
+}
+
+/* Undo blksnap_file_deny_other_writers(), before the file is closed. */
+void blksnap_file_allow_other_writers(struct file *file)
+{
+	allow_write_access(file);
+	/* blksnap's own write access, which closing the file puts. */
+	atomic_inc(&file_inode(file)->i_writecount);
+}
+
 bool blksnap_file_is_bdev(struct file *file)
 {
 	return S_ISBLK(file_inode(file)->i_mode);

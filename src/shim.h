@@ -74,6 +74,8 @@ ssize_t blksnap_file_rw_bvec(struct file *file, loff_t *pos, const struct bio_ve
 void blksnap_unfreeze_queue(struct block_device *bdev);
 loff_t blksnap_file_size(struct file *file);
 bool blksnap_file_is_bdev(struct file *file);
+int blksnap_file_deny_other_writers(struct file *file);
+void blksnap_file_allow_other_writers(struct file *file);
 void blksnap_cond_resched(void);
 unsigned int blksnap_noio_save(void);
 void blksnap_noio_restore(unsigned int flags);

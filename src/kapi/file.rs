@@ -11,6 +11,8 @@ use super::bdev::BlockDevice;
 extern "C" {
     fn blksnap_file_size(file: *mut core::ffi::c_void) -> bindings::loff_t;
     fn blksnap_file_is_bdev(file: *mut core::ffi::c_void) -> bool;
+    fn blksnap_file_deny_other_writers(file: *mut core::ffi::c_void) -> core::ffi::c_int;
+    fn blksnap_file_allow_other_writers(file: *mut core::ffi::c_void);
     fn blksnap_file_rw_bvec(
         file: *mut core::ffi::c_void,
         pos: *mut bindings::loff_t,
@@ -34,9 +36,11 @@ pub(super) enum Direction {
 ///
 /// # Invariants
 ///
-/// `raw` is a file reference we hold until drop.
+/// `raw` is a file reference we hold until drop. If `others_denied`, it is
+/// a regular file open for writing whose write access we deny to others.
 pub(crate) struct File {
     raw: NonNull<bindings::file>,
+    others_denied: bool,
 }
 
 /// How to open the difference storage.
@@ -61,7 +65,22 @@ impl File {
         let raw = from_err_ptr(unsafe { bindings::filp_open(path.as_char_ptr(), flags as i32, 0o600) })?;
         Ok(Self {
             raw: NonNull::new(raw).ok_or(EINVAL)?,
+            others_denied: false,
         })
+    }
+
+    /// Keep everybody else from writing to or truncating this regular file
+    /// (ETXTBSY) until it is closed; ETXTBSY if somebody has it open for
+    /// writing now.
+    pub(crate) fn deny_other_writers(&mut self) -> Result {
+        if self.others_denied || self.is_bdev() {
+            return Ok(());
+        }
+        // SAFETY: by the type invariant the file is open, for writing as
+        // storage files are.
+        kernel::error::to_result(unsafe { blksnap_file_deny_other_writers(self.as_raw().cast()) })?;
+        self.others_denied = true;
+        Ok(())
     }
 
     /// Take over a file reference.
@@ -70,7 +89,10 @@ impl File {
     ///
     /// `raw` is a file reference the caller gives up.
     pub(super) unsafe fn from_raw(raw: NonNull<bindings::file>) -> Self {
-        Self { raw }
+        Self {
+            raw,
+            others_denied: false,
+        }
     }
 
     pub(super) fn as_raw(&self) -> *mut bindings::file {
@@ -164,6 +186,11 @@ fn io_result(r: isize) -> Result<usize> {
 
 impl Drop for File {
     fn drop(&mut self) {
+        if self.others_denied {
+            // SAFETY: by the type invariant we denied others write access
+            // to the file, which is still open.
+            unsafe { blksnap_file_allow_other_writers(self.as_raw().cast()) };
+        }
         // SAFETY: by the type invariant we hold this reference; it is given
         // back once.
         unsafe { bindings::fput(self.as_raw()) };
