@@ -233,3 +233,35 @@ $__slow $((__size - __slow)) linear $__dev $__slow" && dm mknodes "$__name" ||
 race() {
 	python3 tests/race.py "$@"
 }
+
+# expect_broken ID DEV ERRNO: snapshot ID broke with ERRNO: its next event
+# is "corrupted" with ERRNO, SNAPSHOTINFO of DEV says -ERRNO, and reads of
+# DEV's image fail.
+expect_broken() {
+	local id=$1 dev=$2 errno=$3 out
+	out=$($BLKSNAP snapshot_waitevent -i "$id" -t 10000) || fail "waitevent"
+	echo "$out"
+	grep -qx "event=corrupted" <<<"$out" || fail "no corrupted event"
+	grep -qx "err_code=$errno" <<<"$out" || fail "the corrupted event does not carry errno $errno"
+	[ "$(snap_info "$dev" error_code)" = "-$errno" ] || fail "SNAPSHOTINFO is not -$errno"
+	if dd if="$(image_of "$dev")" of=/dev/null bs=1M count=1 iflag=direct status=none 2>/dev/null; then
+		fail "the image of a broken snapshot still reads"
+	fi
+}
+
+# write_kept DEV MIB COUNT: write COUNT MiB of random data at MiB MIB of
+# DEV; the write must succeed and read back.
+write_kept() {
+	local pattern
+	pattern=$(mktemp /tmp/pattern.XXXXXX) || fail "mktemp"
+	head -c "$(($3 << 20))" /dev/urandom >"$pattern"
+	if ! dd if="$pattern" of="$1" bs=1M seek="$2" oflag=direct status=none; then
+		rm -f "$pattern"
+		fail "a write to $1 failed"
+	fi
+	if ! cmp <(dd if="$1" bs=1M skip="$2" count="$3" iflag=direct status=none) "$pattern"; then
+		rm -f "$pattern"
+		fail "$1 lost a write"
+	fi
+	rm -f "$pattern"
+}
