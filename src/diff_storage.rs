@@ -74,15 +74,17 @@ impl DiffStorage {
             Err(e) if e == EISDIR => File::open(path, OpenMode::TmpFileIn)?,
             r => r?,
         };
-        // Truncated or overwritten, the file would give back wrong data for
-        // stored chunks. A file somebody else has open for writing is still
-        // taken, as upstream does, but not guarded.
-        if let Err(e) = file.deny_other_writers() {
-            pr_warn!("difference storage is open for writing elsewhere, not guarded: error {}\n", e.to_errno());
-        }
         let size = file.size()? >> SECTOR_SHIFT;
         let step = u64::from(params::snapshot().diff_storage_minimum);
         let grows = !file.is_bdev();
+        // Truncated or overwritten, a file would give back wrong data for
+        // stored chunks. A file somebody else has open for writing is still
+        // taken, as upstream does, but not guarded.
+        if grows {
+            if let Err(e) = file.deny_other_writers() {
+                pr_warn!("difference storage is open for writing elsewhere, not guarded: error {}\n", e.to_errno());
+            }
+        }
         let space = if grows {
             StorageSpace::new(size, limit, step)
         } else {

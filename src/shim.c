@@ -215,6 +215,8 @@ int blksnap_file_deny_other_writers(struct file *file)
 {
 	struct inode *inode = file_inode(file);
 
+	if (!S_ISREG(inode->i_mode) || !(file->f_mode & FMODE_WRITER))
+		return -EINVAL;
 	put_write_access(inode);
 	if (!deny_write_access(file))
 		return 0;

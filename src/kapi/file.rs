@@ -71,13 +71,12 @@ impl File {
 
     /// Keep everybody else from writing to or truncating this regular file
     /// (ETXTBSY) until it is closed; ETXTBSY if somebody has it open for
-    /// writing now.
+    /// writing now, EINVAL if it is not a regular file open for writing.
     pub(crate) fn deny_other_writers(&mut self) -> Result {
-        if self.others_denied || self.is_bdev() {
+        if self.others_denied {
             return Ok(());
         }
-        // SAFETY: by the type invariant the file is open, for writing as
-        // storage files are.
+        // SAFETY: by the type invariant the file is open.
         kernel::error::to_result(unsafe { blksnap_file_deny_other_writers(self.as_raw().cast()) })?;
         self.others_denied = true;
         Ok(())
