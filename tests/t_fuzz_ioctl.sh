@@ -8,6 +8,11 @@
 # module unloads. The kernel log check catches any splat.
 # BLKSNAP_FUZZ_CALLS (calls per process, default 3000) and BLKSNAP_FUZZ_SEED
 # (default: random, printed) size and replay it.
+# Coverage is counted in distinct outcomes (request, argument class,
+# result). The seeds of tests/fuzz/corpus, each of which raised that count
+# when found, run first (3000 calls, one process each); the random run then
+# says how many outcomes it adds. BLKSNAP_FUZZ_GROW=N also tries N more
+# random seeds and names those that add outcomes: the corpus to keep.
 . tests/lib.sh
 . tests/snap_lib.sh
 load_module diff_storage_minimum=2048
@@ -34,10 +39,31 @@ echo "seed $seed, $calls calls per process"
 writer=$!
 on_exit kill "$writer"
 
+# fuzz SEED CALLS OUTCOMES: one fuzzer process, its outcomes added to the
+# file OUTCOMES; prints its summary line and how many outcomes were new.
+fuzz() {
+	python3 tests/fuzz/fuzz.py --seed "$1" --calls "$2" --threads 3 --outcomes "$3" \
+		--dir "$w/st" "$d1" "$d2" "$d3" >"$w/fuzz.log" 2>&1 || { cat "$w/fuzz.log"; return 1; }
+	grep -E "distinct outcomes|not seen before" "$w/fuzz.log"
+}
+corpus=$w/outcomes
+: >"$corpus"
+for s in $(grep -v '^#' tests/fuzz/corpus); do
+	fuzz "$s" 3000 "$corpus" || fail "fuzzer, seed $s"
+done
+echo "corpus: $(wc -l <"$corpus") distinct outcomes"
+for _ in $(seq 1 "${BLKSNAP_FUZZ_GROW:-0}"); do
+	s=$((RANDOM * 32768 + RANDOM))
+	out=$(fuzz "$s" 3000 "$corpus") || { echo "$out"; fail "fuzzer, seed $s"; }
+	echo "$out"
+	grep -q " 0 outcomes not seen" <<<"$out" || echo "seed $s adds outcomes: a corpus candidate"
+done
+
 pids=()
 for p in 0 1; do
+	cp "$corpus" "$w/outcomes$p"
 	python3 tests/fuzz/fuzz.py --seed $((seed + p)) --calls "$calls" --threads 3 \
-		--dir "$w/st" "$d1" "$d2" "$d3" >"$w/fuzz$p.log" 2>&1 &
+		--outcomes "$w/outcomes$p" --dir "$w/st" "$d1" "$d2" "$d3" >"$w/fuzz$p.log" 2>&1 &
 	pids+=($!)
 done
 rc=0
@@ -48,6 +74,8 @@ done
 kill "$writer"
 wait "$writer" 2>/dev/null
 [ $rc = 0 ] || fail "a fuzzer failed"
+echo "coverage: $(sort -u "$corpus" "$w/outcomes0" "$w/outcomes1" | wc -l) distinct outcomes" \
+	"(corpus $(wc -l <"$corpus"))"
 
 step "after the fuzzing: nothing left, the devices keep working, the module unloads"
 snap_destroy_all
