@@ -11,7 +11,7 @@ apt_packages=(
 	linux-source-6.12 rustc-web rust-web-src
 	libclang-dev clang llvm lld flex bison bc libelf-dev libssl-dev cpio kmod
 	qemu-system-x86 fio xfsprogs e2fsprogs util-linux fdisk coreutils python3
-	python3-matplotlib dmsetup gcc btrfs-progs rsync
+	python3-matplotlib dmsetup gcc btrfs-progs rsync qemu-utils strace
 )
 
 missing=()

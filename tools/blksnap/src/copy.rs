@@ -19,6 +19,12 @@ pub const CHUNK: usize = 4 << 20;
 /// Zeros are looked for in pieces of this size, a file system block.
 const ZERO_GRANULE: usize = 4096;
 
+/// What data can be read from at any offset: a file, a device, or a
+/// restore point's chain of images.
+pub trait ReadAt {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
+}
+
 /// An open file and its path, for error messages that name it.
 #[derive(Debug)]
 pub struct NamedFile {
@@ -100,6 +106,12 @@ impl NamedFile {
         self.file
             .sync_all()
             .map_err(|e| failed("cannot sync", self.path.display(), e))
+    }
+}
+
+impl ReadAt for NamedFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        NamedFile::read_at(self, buf, offset)
     }
 }
 
@@ -218,7 +230,7 @@ fn zero_runs(data: &[u8]) -> Vec<(bool, Range<usize>)> {
 /// `holes` says, and call `progress` with the length of each chunk done; an
 /// error from it stops the copy.
 pub fn copy(
-    src: &NamedFile,
+    src: &dyn ReadAt,
     dst: &NamedFile,
     ranges: &[Range<u64>],
     holes: Holes,
@@ -254,8 +266,8 @@ pub struct Difference {
 /// Compare the first `len` bytes of `a` and `b`, calling `progress` as
 /// [`copy`] does.
 pub fn compare(
-    a: &NamedFile,
-    b: &NamedFile,
+    a: &dyn ReadAt,
+    b: &dyn ReadAt,
     len: u64,
     progress: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<Difference> {

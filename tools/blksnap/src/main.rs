@@ -8,7 +8,12 @@ mod extents;
 mod ioctl;
 mod meta;
 mod plan;
+mod points;
+mod prune;
+mod qcow2;
+mod restore;
 mod snapshot;
+mod sums;
 
 use anyhow::{anyhow, Context, Result};
 use args::{dashed, hex, parse_range};

@@ -7,14 +7,15 @@ use crate::meta::Meta;
 use crate::Cbtinfo;
 use std::ops::Range;
 
-/// What is known of the previous backup of a device.
+/// What is known of the latest restore point of a device.
 pub enum Previous {
-    /// No metadata: the device was never backed up there.
+    /// No point: the device was never backed up there.
     Missing,
-    /// Metadata that cannot be read, and why.
+    /// Points whose metadata cannot be read, and why.
     Unusable(String),
-    /// The metadata, and the size of the image beside it (None if missing).
-    Found { meta: Meta, image_len: Option<u64> },
+    /// The latest point's metadata, and why its image or checksums cannot
+    /// be built upon, if they cannot.
+    Found { meta: Meta, problem: Option<String> },
 }
 
 /// How to back up a device.
@@ -23,8 +24,20 @@ pub enum Plan {
     /// Copy every block; `reason` says why an incremental backup that was
     /// asked for cannot be done.
     Full { reason: Option<String> },
-    /// Copy the blocks changed since the backup `base` describes.
+    /// Copy the blocks changed since the point `base`.
     Incremental { base: Meta },
+    /// Read every block and store those whose checksum differs from the
+    /// point `base`'s; `reason` says why change tracking cannot tell.
+    Checksum { base: Meta, reason: String },
+}
+
+/// What to do when change tracking cannot give an incremental backup.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fallback {
+    /// A checksum incremental backup, when the previous point allows one.
+    pub checksum: bool,
+    /// Otherwise a full one.
+    pub full: bool,
 }
 
 /// How many blocks of `block_size` bytes cover `capacity` bytes, the last
@@ -52,10 +65,9 @@ pub fn check_geometry(now: &Cbtinfo) -> Result<(), String> {
     Ok(())
 }
 
-/// Why the backup `meta` describes, whose image is `image_len` bytes (None if
-/// missing), cannot be the base of an incremental backup at tracking state
-/// `now` (read right after this backup's snapshot was taken).
-fn unusable_base(meta: &Meta, image_len: Option<u64>, now: &Cbtinfo) -> Option<String> {
+/// Why change tracking cannot tell what changed since the point `meta`, at
+/// tracking state `now` (read right after this backup's snapshot was taken).
+fn untracked(meta: &Meta, now: &Cbtinfo) -> Option<String> {
     // The table only tells changes within one generation; a new one starts
     // when tracking starts again (attach), resets, or wraps at 256 snapshots.
     if meta.generation_id != now.generation_id {
@@ -64,6 +76,17 @@ fn unusable_base(meta: &Meta, image_len: Option<u64>, now: &Cbtinfo) -> Option<S
             meta.generation_id, now.generation_id
         ));
     }
+    if meta.changes_number >= now.changes_number {
+        return Some(format!(
+            "the last backup is of snapshot {}, not older than this one, {}",
+            meta.changes_number, now.changes_number
+        ));
+    }
+    None
+}
+
+/// Why the point `meta` cannot be built upon at all at tracking state `now`.
+fn unlike(meta: &Meta, now: &Cbtinfo) -> Option<String> {
     if meta.device_capacity != now.device_capacity {
         return Some(format!(
             "the device size changed since the last backup (was {}, now {} bytes)",
@@ -76,34 +99,29 @@ fn unusable_base(meta: &Meta, image_len: Option<u64>, now: &Cbtinfo) -> Option<S
             meta.block_size, now.block_size
         ));
     }
-    if meta.changes_number >= now.changes_number {
-        return Some(format!(
-            "the last backup is of snapshot {}, not older than this one, {}",
-            meta.changes_number, now.changes_number
-        ));
-    }
-    match image_len {
-        None => Some("the image of the last backup is missing".into()),
-        Some(len) if len != now.device_capacity => Some(format!(
-            "the image of the last backup is {len} bytes, not {}",
-            now.device_capacity
-        )),
-        Some(_) => None,
-    }
+    None
 }
 
-/// Plan an incremental backup on top of `previous`; when it cannot be done,
-/// plan a full one if `full_if_needed`, or refuse with the reason.
-pub fn plan_incremental(previous: Previous, now: &Cbtinfo, full_if_needed: bool) -> Result<Plan, String> {
+/// Plan an incremental backup on top of `previous`; when change tracking
+/// cannot tell what changed, fall back as `fallback` allows, or refuse with
+/// the reason.
+pub fn plan_incremental(previous: Previous, now: &Cbtinfo, fallback: Fallback) -> Result<Plan, String> {
     let reason = match previous {
         Previous::Missing => "there is no previous backup".into(),
         Previous::Unusable(why) => format!("the previous backup's metadata is unusable: {why}"),
-        Previous::Found { meta, image_len } => match unusable_base(&meta, image_len, now) {
-            None => return Ok(Plan::Incremental { base: meta }),
+        Previous::Found {
+            problem: Some(why), ..
+        } => why,
+        Previous::Found { meta, problem: None } => match unlike(&meta, now) {
             Some(reason) => reason,
+            None => match untracked(&meta, now) {
+                None => return Ok(Plan::Incremental { base: meta }),
+                Some(reason) if fallback.checksum => return Ok(Plan::Checksum { base: meta, reason }),
+                Some(reason) => reason,
+            },
         },
     };
-    if full_if_needed {
+    if fallback.full {
         Ok(Plan::Full { reason: Some(reason) })
     } else {
         Err(reason)
@@ -125,19 +143,19 @@ pub fn changed_blocks(table: &[u8], since: u8) -> Vec<Range<u64>> {
     runs
 }
 
-/// The bytes of runs of blocks, the last block cut at `capacity`.
-pub fn byte_ranges(blocks: &[Range<u64>], block_size: u32, capacity: u64) -> Vec<Range<u64>> {
-    let size = u64::from(block_size);
-    blocks
-        .iter()
-        .map(|b| (b.start * size).min(capacity)..(b.end * size).min(capacity))
-        .filter(|r| !r.is_empty())
-        .collect()
-}
-
-/// The total length of `ranges`.
-pub fn total(ranges: &[Range<u64>]) -> u64 {
-    ranges.iter().map(|r| r.end - r.start).sum()
+/// Runs of blocks of `block_size` bytes as runs of the larger blocks of
+/// `coarse` bytes that hold them (both powers of two).
+pub fn coarsen(blocks: &[Range<u64>], block_size: u32, coarse: u64) -> Vec<Range<u64>> {
+    let ratio = coarse / u64::from(block_size);
+    let mut runs: Vec<Range<u64>> = Vec::new();
+    for b in blocks {
+        let run = b.start / ratio..b.end.div_ceil(ratio);
+        match runs.last_mut() {
+            Some(last) if last.end >= run.start => last.end = last.end.max(run.end),
+            _ => runs.push(run),
+        }
+    }
+    runs
 }
 
 #[cfg(test)]
@@ -161,41 +179,28 @@ mod tests {
 
     fn meta(changes_number: u8) -> Meta {
         Meta {
-            device: "/dev/loop0".into(),
             device_capacity: 256 * MIB,
             block_size: 65536,
             generation_id: GEN.into(),
             changes_number,
-            time: 1,
             kind: Kind::Full,
-            bytes_copied: 256 * MIB,
-            complete: true,
+            ..crate::meta::tests::meta()
         }
     }
 
     fn found(meta: Meta) -> Previous {
-        Previous::Found {
-            meta,
-            image_len: Some(256 * MIB),
-        }
+        Previous::Found { meta, problem: None }
     }
 
     /// The refusal reason for `previous` at `now`, or panic.
     fn refusal(previous: Previous, now: &Cbtinfo) -> String {
-        plan_incremental(previous, now, false).unwrap_err()
+        plan_incremental(previous, now, Fallback::default()).unwrap_err()
     }
 
     #[test]
     fn incremental_on_a_good_base() {
-        let plan = plan_incremental(found(meta(3)), &now(5), false).unwrap();
+        let plan = plan_incremental(found(meta(3)), &now(5), Fallback::default()).unwrap();
         assert_eq!(plan, Plan::Incremental { base: meta(3) });
-        // An interrupted incremental left the old numbers: still a base.
-        let base = Meta {
-            complete: false,
-            ..meta(3)
-        };
-        let plan = plan_incremental(found(base.clone()), &now(4), false).unwrap();
-        assert_eq!(plan, Plan::Incremental { base });
     }
 
     #[test]
@@ -224,30 +229,60 @@ mod tests {
         assert!(refusal(found(meta(3)), &coarser).contains("block size changed"));
         assert!(refusal(found(meta(3)), &now(3)).contains("not older"));
         assert!(refusal(found(meta(9)), &now(3)).contains("not older"));
-        let missing = Previous::Found {
+        let broken = Previous::Found {
             meta: meta(3),
-            image_len: None,
+            problem: Some("its image is missing".into()),
         };
-        assert!(refusal(missing, &now(4)).contains("image of the last backup is missing"));
-        let short = Previous::Found {
-            meta: meta(3),
-            image_len: Some(MIB),
-        };
-        assert!(refusal(short, &now(4)).contains("1048576 bytes, not 268435456"));
+        assert_eq!(refusal(broken, &now(4)), "its image is missing");
     }
 
     #[test]
-    fn full_if_needed_falls_back_with_the_reason() {
-        let plan = plan_incremental(Previous::Missing, &now(1), true).unwrap();
+    fn fallbacks() {
+        let full = Fallback {
+            checksum: false,
+            full: true,
+        };
+        let checksum = Fallback {
+            checksum: true,
+            full: false,
+        };
+        let plan = plan_incremental(Previous::Missing, &now(1), full).unwrap();
         assert_eq!(
             plan,
             Plan::Full {
                 reason: Some("there is no previous backup".into())
             }
         );
-        // And does not change a plan that works.
-        let plan = plan_incremental(found(meta(1)), &now(2), true).unwrap();
-        assert_eq!(plan, Plan::Incremental { base: meta(1) });
+        // Neither changes a plan that works.
+        for fallback in [full, checksum] {
+            let plan = plan_incremental(found(meta(1)), &now(2), fallback).unwrap();
+            assert_eq!(plan, Plan::Incremental { base: meta(1) });
+        }
+        // A new generation: checksums tell what changed.
+        let other = Cbtinfo {
+            generation_id: OTHER_GEN.into(),
+            ..now(1)
+        };
+        let Plan::Checksum { base, reason } = plan_incremental(found(meta(3)), &other, checksum).unwrap()
+        else {
+            panic!("not a checksum incremental");
+        };
+        assert_eq!(base, meta(3));
+        assert!(reason.starts_with("generation changed"), "{reason}");
+        // But not across a new size, nor without a usable point.
+        let bigger = Cbtinfo {
+            device_capacity: 512 * MIB,
+            block_count: 8192,
+            ..now(1)
+        };
+        assert!(plan_incremental(found(meta(3)), &bigger, checksum).is_err());
+        let both = Fallback {
+            checksum: true,
+            full: true,
+        };
+        let plan = plan_incremental(found(meta(3)), &bigger, both).unwrap();
+        assert!(matches!(plan, Plan::Full { reason: Some(_) }));
+        assert!(plan_incremental(Previous::Missing, &other, checksum).is_err());
     }
 
     #[test]
@@ -287,21 +322,12 @@ mod tests {
     }
 
     #[test]
-    fn byte_ranges_cut_the_last_block() {
-        let capacity = 10 * 4096 + 512;
-        let blocks = [0..2, 5..6, 9..11];
-        assert_eq!(
-            byte_ranges(&blocks, 4096, capacity),
-            vec![0..8192, 20480..24576, 36864..capacity]
-        );
-        assert_eq!(
-            total(&byte_ranges(&blocks, 4096, capacity)),
-            8192 + 4096 + 4096 + 512
-        );
-        // A whole device in full, the last block partial.
-        let all = 0..block_count(capacity, 4096);
-        assert_eq!(byte_ranges(&[all], 4096, capacity), vec![0..capacity]);
-        let none = 0..0;
-        assert_eq!(byte_ranges(&[none], 4096, capacity), vec![]);
+    fn coarser_blocks() {
+        let blocks = [0..2, 5..6, 9..11, 12..13];
+        assert_eq!(coarsen(&blocks, 4096, 4096), blocks.to_vec());
+        assert_eq!(coarsen(&blocks, 4096, 16384), vec![0..4]);
+        assert_eq!(coarsen(&[0..1, 9..10], 4096, 16384), vec![0..1, 2..3]);
+        assert_eq!(coarsen(&[3..4, 4..5], 4096, 8192), vec![1..3]);
+        assert_eq!(coarsen(&[], 4096, 8192), vec![]);
     }
 }
