@@ -6,7 +6,7 @@ use crate::args::parse_sectors;
 use crate::copy::NamedFile;
 use crate::meta::{Kind, Meta};
 use crate::plan::{self, Fallback, Plan, Previous};
-use crate::points::{self, Delta, DirLock, Store};
+use crate::points::{self, Access, Delta, DirLock, Store};
 use crate::prune::Policy;
 use crate::restore;
 use crate::snapshot::{Info, Snapshot};
@@ -200,7 +200,8 @@ pub fn run(command: Command, json: bool) -> Result<()> {
 /// What backup reports for each device.
 #[derive(Serialize)]
 struct Backed {
-    image: String,
+    /// The point's image, in full.
+    path: String,
     #[serde(flatten)]
     meta: Meta,
 }
@@ -213,7 +214,7 @@ impl Display for Backed {
             "{}: {} backup to {}: restore point {}, {} bytes read, {} bytes stored (generation {}, snapshot {})",
             m.device,
             m.kind.name(),
-            self.image,
+            self.path,
             m.id,
             m.bytes_read,
             m.bytes_stored,
@@ -301,7 +302,7 @@ fn backup(args: &BackupArgs, json: bool) -> Result<()> {
     };
     let names = backup_names(&args.devices)?;
     std::fs::create_dir_all(output).map_err(|e| failed("cannot create", output.display(), e))?;
-    let _lock = DirLock::take(output, true)?;
+    let _lock = DirLock::take(output, Access::Add)?;
     let stop = stop_on_signals()?;
     // From here on, an error or a signal drops the snapshot, destroying it.
     let snapshot = Snapshot::create(storage, limit)?;
@@ -477,7 +478,7 @@ impl<'a> Source<'a> {
         };
         self.store.commit(&meta)?;
         Ok(Backed {
-            image: self.store.path(&meta.image).display().to_string(),
+            path: self.store.path(&meta.image).display().to_string(),
             meta,
         })
     }

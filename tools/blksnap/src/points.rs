@@ -25,25 +25,62 @@ const IMAGE_SUFFIX: &str = ".qcow2";
 const SUMS_SUFFIX: &str = ".sums";
 const PARTIAL_SUFFIX: &str = ".partial";
 
-/// A lock on a backup directory: one writer (backup, prune) or any number of
-/// readers (restore, verify, list) at a time.
-pub struct DirLock(#[allow(dead_code)] Flock<File>);
+/// How a command uses a backup directory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads points (restore, verify, list): beside backups, not a prune.
+    Read,
+    /// Adds points (backup): beside readers, not another backup or a prune.
+    Add,
+    /// Rewrites and deletes points (prune): alone.
+    Rewrite,
+}
+
+/// The file whose lock keeps two backups apart.
+const ADD_LOCK: &str = ".blksnap-backup.lock";
+
+/// Locks on a backup directory, held as long as this lives.
+pub struct DirLock {
+    _dir: Flock<File>,
+    _add: Option<Flock<File>>,
+}
+
+/// Lock `file`, named `path` in errors, or fail at once if it is taken.
+fn lock(file: File, path: &Path, exclusive: bool) -> Result<Flock<File>> {
+    let how = if exclusive {
+        FlockArg::LockExclusiveNonblock
+    } else {
+        FlockArg::LockSharedNonblock
+    };
+    match Flock::lock(file, how) {
+        Ok(lock) => Ok(lock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            bail!("{} is in use by another blksnap backup or prune", path.display())
+        }
+        Err((_, e)) => Err(failed("cannot lock", path.display(), e.into())),
+    }
+}
 
 impl DirLock {
-    pub fn take(dir: &Path, exclusive: bool) -> Result<Self> {
+    pub fn take(dir: &Path, access: Access) -> Result<Self> {
         let file = File::open(dir).map_err(|e| failed("cannot open", dir.display(), e))?;
-        let how = if exclusive {
-            FlockArg::LockExclusiveNonblock
+        let dir_lock = lock(file, dir, access == Access::Rewrite)?;
+        let add = if access == Access::Add {
+            let path = dir.join(ADD_LOCK);
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| failed("cannot open", path.display(), e))?;
+            Some(lock(file, dir, true)?)
         } else {
-            FlockArg::LockSharedNonblock
+            None
         };
-        match Flock::lock(file, how) {
-            Ok(lock) => Ok(Self(lock)),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                bail!("{} is in use by another blksnap backup or prune", dir.display())
-            }
-            Err((_, e)) => Err(failed("cannot lock", dir.display(), e.into())),
-        }
+        Ok(Self {
+            _dir: dir_lock,
+            _add: add,
+        })
     }
 }
 
@@ -534,5 +571,36 @@ impl ReadAt for Chain {
             done += self.read_piece(&mut buf[done..], offset + done as u64)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let busy = |access| {
+            let err = DirLock::take(d, access).err().expect("locked twice");
+            assert!(err.to_string().contains("is in use"), "{err}");
+        };
+        {
+            let _backup = DirLock::take(d, Access::Add).unwrap();
+            // Restores and lists go on beside a backup; not a second backup
+            // nor a prune.
+            let _read = DirLock::take(d, Access::Read).unwrap();
+            busy(Access::Add);
+            busy(Access::Rewrite);
+        }
+        {
+            let _prune = DirLock::take(d, Access::Rewrite).unwrap();
+            busy(Access::Read);
+            busy(Access::Add);
+        }
+        let _read = DirLock::take(d, Access::Read).unwrap();
+        let _again = DirLock::take(d, Access::Read).unwrap();
+        busy(Access::Rewrite);
     }
 }

@@ -5,7 +5,7 @@
 use crate::backup::{PointArgs, Progress};
 use crate::copy::{self, Holes, NamedFile};
 use crate::meta::Meta;
-use crate::points::{self, Chain, DirLock, Store};
+use crate::points::{self, Access, Chain, DirLock, Store};
 use crate::prune::{self, Policy};
 use crate::{describe, errno, failed, print};
 use anyhow::{anyhow, bail, Result};
@@ -75,7 +75,7 @@ fn select(args: &PointArgs) -> Result<Selected> {
     if !dir.is_dir() {
         bail!("{}: no such backup directory", dir.display());
     }
-    let lock = DirLock::take(dir, false)?;
+    let lock = DirLock::take(dir, Access::Read)?;
     let store = Store::new(dir, name);
     let meta = store.point(id)?;
     Ok(Selected {
@@ -330,7 +330,7 @@ fn selected_names(dir: &Path, name: Option<&str>) -> Result<Vec<String>> {
 }
 
 pub fn list(dir: &Path, name: Option<&str>, json: bool) -> Result<()> {
-    let _lock = DirLock::take(dir, false)?;
+    let _lock = DirLock::take(dir, Access::Read)?;
     let mut listing = Vec::new();
     for name in selected_names(dir, name)? {
         let store = Store::new(dir, &name);
@@ -391,7 +391,7 @@ pub fn prune(dir: &Path, name: Option<&str>, policy: Policy, dry_run: bool, json
     if [policy.last, policy.daily, policy.weekly, policy.monthly] == [0; 4] {
         bail!("say which points to keep: --keep-last, --keep-daily, --keep-weekly or --keep-monthly");
     }
-    let _lock = DirLock::take(dir, !dry_run)?;
+    let _lock = DirLock::take(dir, if dry_run { Access::Read } else { Access::Rewrite })?;
     for name in selected_names(dir, name)? {
         let store = Store::new(dir, &name);
         let leftovers_removed = if dry_run { Vec::new() } else { store.clean()? };
