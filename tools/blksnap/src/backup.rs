@@ -105,30 +105,44 @@ enum Action {
     },
     /// Drop restore points, keeping those asked for; the newest is always
     /// kept, and points the kept ones are built on are merged into them.
-    Prune {
-        /// The backup directory.
-        #[arg(short, long, value_name = "DIR")]
-        output: PathBuf,
-        /// Only the points of this device (its file name, e.g. loop0).
-        #[arg(short, long)]
-        name: Option<String>,
-        /// Keep the newest N points.
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        keep_last: u32,
-        /// Keep the newest point of each of the newest N days with points
-        /// (UTC).
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        keep_daily: u32,
-        /// Keep the newest point of each of the newest N weeks with points.
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        keep_weekly: u32,
-        /// Keep the newest point of each of the newest N months with points.
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        keep_monthly: u32,
-        /// Only say which points would be dropped.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    /// The backup directory.
+    #[arg(short, long, value_name = "DIR")]
+    output: PathBuf,
+    /// Only the points of this device (its file name, e.g. loop0).
+    #[arg(short, long)]
+    name: Option<String>,
+    /// Keep the newest N points.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_last: u32,
+    /// Keep the newest point of each of the newest N days with points
+    /// (UTC).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_daily: u32,
+    /// Keep the newest point of each of the newest N weeks with points.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_weekly: u32,
+    /// Keep the newest point of each of the newest N months with points.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_monthly: u32,
+    /// Only say which points would be dropped.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl PruneArgs {
+    fn policy(&self) -> Policy {
+        Policy {
+            last: self.keep_last,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -172,26 +186,9 @@ pub fn run(command: Command, json: bool) -> Result<()> {
             ..
         }) => restore::list(&output, name.as_deref(), json),
         Command::Backup(BackupCommand {
-            action:
-                Some(Action::Prune {
-                    output,
-                    name,
-                    keep_last,
-                    keep_daily,
-                    keep_weekly,
-                    keep_monthly,
-                    dry_run,
-                }),
+            action: Some(Action::Prune(a)),
             ..
-        }) => {
-            let policy = Policy {
-                last: keep_last,
-                daily: keep_daily,
-                weekly: keep_weekly,
-                monthly: keep_monthly,
-            };
-            restore::prune(&output, name.as_deref(), policy, dry_run, json)
-        }
+        }) => restore::prune(&a.output, a.name.as_deref(), a.policy(), a.dry_run, json),
         Command::Verify { image, point } => restore::verify(image.as_deref(), &point, json),
         Command::Restore { point, device, force } => restore::restore(&point, &device, force, json),
     }
@@ -677,16 +674,7 @@ mod tests {
         };
         assert_eq!((output, name), ("/b".into(), None));
         let Command::Backup(BackupCommand {
-            action:
-                Some(Action::Prune {
-                    output,
-                    name,
-                    keep_last,
-                    keep_daily,
-                    keep_weekly,
-                    keep_monthly,
-                    dry_run,
-                }),
+            action: Some(Action::Prune(a)),
             ..
         }) = parse(&[
             "backup",
@@ -705,16 +693,9 @@ mod tests {
         else {
             panic!()
         };
+        let p = a.policy();
         assert_eq!(
-            (
-                output,
-                name,
-                keep_last,
-                keep_daily,
-                keep_weekly,
-                keep_monthly,
-                dry_run
-            ),
+            (a.output, a.name, p.last, p.daily, p.weekly, p.monthly, a.dry_run),
             ("/b".into(), Some("loop0".into()), 3, 7, 0, 0, true)
         );
         assert!(parse(&["backup", "list"]).is_err());
