@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0
 # The demo, run inside the VM by scripts/main.sh: an ext4 file system on a
-# loop device is snapshotted while it is being written, backed up in full,
-# changed, backed up incrementally (only the changed blocks are copied), and
-# the backup is restored onto a new device whose files match the moment of
-# the last snapshot.
+# loop device is snapshotted while it is being written, backed up in full
+# (restore point 1), changed, backed up incrementally (restore point 2: only
+# the changed blocks are stored), and each point is restored onto a new
+# device whose files match the moment of its snapshot.
 set -euo pipefail
 blksnap=$BLKSNAP_TOOLS/blksnap
 show() { echo "+ $*"; "$@"; }
@@ -24,6 +24,7 @@ for i in $(seq 1 20); do
 	dd if=/dev/urandom of=/tmp/mnt/file$i bs=1M count=10 status=none
 done
 sync
+(cd /tmp/mnt && sha256sum file*) >/tmp/sums1
 
 step "full backup, taken while a writer keeps appending to a log"
 (while :; do date >>/tmp/mnt/log; sleep 0.05; done) &
@@ -41,15 +42,25 @@ echo "written after the full backup" >/tmp/mnt/new-file
 sync
 (cd /tmp/mnt && sha256sum file* new-file) >/tmp/sums
 
-step "incremental backup: only the changed blocks are copied"
+step "incremental backup: a new restore point that stores only the changed blocks"
 show "$blksnap" backup -d "$dev" -o /tmp/backups -s /tmp/diff -l 512M --incremental
+show "$blksnap" backup list -o /tmp/backups
 show ls -ls /tmp/backups
 
-step "restore the backup onto a new device and check the files"
-show "$blksnap" restore --backup "/tmp/backups/$(basename "$dev").img" -d "$new"
+step "restore the latest point onto a new device and check the files"
+backups=/tmp/backups/$(basename "$dev")
+show "$blksnap" restore --backup "$backups" -d "$new"
 show fsck.ext4 -fn "$new" 2>&1 | tail -n 1
 show mount -o ro "$new" /tmp/restored
 (cd /tmp/restored && show sha256sum -c --quiet /tmp/sums) && echo "all files match the moment of the incremental snapshot"
+show umount /tmp/restored
+
+step "restore the older point, the full backup, and check the files"
+show "$blksnap" verify --backup "$backups" --point 1
+show "$blksnap" restore --backup "$backups" --point 1 -d "$new"
+show mount -o ro "$new" /tmp/restored
+(cd /tmp/restored && show sha256sum -c --quiet /tmp/sums1) && [ ! -e /tmp/restored/new-file ] &&
+	echo "all files match the moment of the full backup's snapshot"
 
 step "clean up"
 show umount /tmp/restored /tmp/mnt

@@ -4,8 +4,8 @@
 # Run all tests: host unit tests (cargo test), then the VM suite (tests/t_*.sh)
 # on the fast kernel, or on the debug kernel (KASAN, lockdep, kmemleak) with
 # --debug. Further arguments select test scripts. BLKSNAP_TEST_TIMEOUT sets
-# the seconds each test may take; BLKSNAP_INTEGRITY_*, BLKSNAP_STRESS_* and
-# BLKSNAP_FUZZ_* are passed to the tests.
+# the seconds each test may take; BLKSNAP_INTEGRITY_*, BLKSNAP_STRESS_*,
+# BLKSNAP_FUZZ_* and BLKSNAP_BACKUP_* are passed to the tests.
 # The last line is "N passed, N failed".
 set -euo pipefail
 
@@ -34,7 +34,7 @@ env_vars="BLKSNAP_MODULE=$BLKSNAP_CACHE/module-$flavour/blksnap.ko \
 BLKSNAP_TOOLS=$TOP/tools/target/release BLKSNAP_TEST_TIMEOUT=$per_test \
 BLKSNAP_FLAVOUR=$flavour"
 # Seeds and sizes of the randomised tests reach the guest.
-for v in ${!BLKSNAP_INTEGRITY_@} ${!BLKSNAP_STRESS_@} ${!BLKSNAP_FUZZ_@}; do
+for v in ${!BLKSNAP_INTEGRITY_@} ${!BLKSNAP_STRESS_@} ${!BLKSNAP_FUZZ_@} ${!BLKSNAP_BACKUP_@}; do
 	env_vars+=" $v=${!v}"
 done
 bash "$TOP/scripts/vm.sh" "$kdir" "$out" $(( ${#tests[@]} * per_test + 60 )) \

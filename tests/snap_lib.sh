@@ -126,11 +126,16 @@ snap_info() {
 	$BLKSNAP snapshot_info -d "$1" --field "$2" || { echo "snapshot_info -d $1 failed" >&2; return 1; }
 }
 
+# field JSON NAME: a field of a JSON object (Python's text of it).
+field() {
+	python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
+}
+
 # cbt_field DEV FIELD: a field of "cbtinfo --json -d DEV".
 cbt_field() {
 	local out
 	out=$($BLKSNAP cbtinfo --json -d "$1") || { echo "cbtinfo -d $1 failed" >&2; return 1; }
-	python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$out" "$2"
+	field "$out" "$2"
 }
 
 # cbt_expect DEV SPEC...: the CBT read table of DEV (readcbtmap) must hold,
