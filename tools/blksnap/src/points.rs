@@ -309,9 +309,9 @@ impl Store {
         }
         let per_block = sum_block / CLUSTER_SIZE;
         let clusters = capacity.div_ceil(CLUSTER_SIZE);
-        let candidates: Vec<u64> = runs
+        let candidates: Vec<Range<u64>> = runs
             .iter()
-            .flat_map(|r| r.start * per_block..(r.end * per_block).min(clusters))
+            .map(|r| r.start * per_block..(r.end * per_block).min(clusters))
             .collect();
         let file = NewFile::create(&self.path(&self.image_name(id)))?;
         let backing = base.map(|b| (b.image.as_str(), "qcow2"));
@@ -438,8 +438,8 @@ pub struct Chain {
 
 /// The top images of a chain, to merge into one.
 pub struct Top {
-    /// The guest clusters they hold.
-    pub clusters: Vec<u64>,
+    /// The runs of guest clusters they hold, sorted, disjoint, not adjacent.
+    pub runs: Vec<Range<u64>>,
     /// What the last of them is built on: file name and format.
     pub backing: Option<(String, String)>,
 }
@@ -497,12 +497,12 @@ impl Chain {
         self.levels.get(depth)?.file.path().file_name()?.to_str()
     }
 
-    /// The guest clusters the first `depth` images hold, which must be qcow2
-    /// images of [`qcow2::CLUSTER_SIZE`] clusters, and the backing file
-    /// (name and format) of the last of them: what merging them into one
-    /// image needs.
+    /// The runs of guest clusters the first `depth` images hold, which must
+    /// be qcow2 images of [`qcow2::CLUSTER_SIZE`] clusters, and the backing
+    /// file (name and format) of the last of them: what merging them into
+    /// one image needs.
     pub fn top_clusters(&self, depth: usize) -> Result<Top> {
-        let mut clusters = std::collections::BTreeSet::new();
+        let mut runs = Vec::new();
         let mut backing = None;
         for level in &self.levels[..depth] {
             let image = match &level.map {
@@ -513,14 +513,14 @@ impl Chain {
                     qcow2::CLUSTER_SIZE
                 ),
             };
-            clusters.extend(image.clusters.keys());
+            runs.extend(image.runs());
             backing = image.backing_file.clone();
         }
         // The format as read, not as named: a backing file may name none.
         let format = |level: &Level| if level.map.is_some() { "qcow2" } else { "raw" };
         let backing = backing.zip(self.levels.get(depth).map(format));
         Ok(Top {
-            clusters: clusters.into_iter().collect(),
+            runs: union(runs),
             backing: backing.map(|(name, format)| (name, format.to_owned())),
         })
     }
@@ -541,7 +541,7 @@ impl Chain {
             };
             let within = at % image.cluster_size;
             len = len.min((image.cluster_size - within) as usize);
-            match image.clusters.get(&(at / image.cluster_size)) {
+            match image.cluster(at / image.cluster_size) {
                 Some(Cluster::Data(host)) => {
                     level.file.read_at(&mut buf[..len], host + within)?;
                     return Ok(len);
@@ -553,6 +553,20 @@ impl Chain {
         buf[..len].fill(0);
         Ok(len)
     }
+}
+
+/// The union of `runs`: sorted, and merged where they overlap or touch.
+fn union(mut runs: Vec<Range<u64>>) -> Vec<Range<u64>> {
+    runs.sort_unstable_by_key(|r| r.start);
+    // dedup_by hands over each run with the last one kept.
+    runs.dedup_by(|run, kept| {
+        let joins = run.start <= kept.end;
+        if joins {
+            kept.end = kept.end.max(run.end);
+        }
+        joins
+    });
+    runs
 }
 
 impl ReadAt for Chain {
@@ -577,6 +591,65 @@ impl ReadAt for Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn union_of_runs() {
+        assert_eq!(union(Vec::new()), []);
+        let runs = vec![5..7, 0..2, 20..21, 2..3, 6..9, 10..12, 1..2];
+        assert_eq!(union(runs), [0..3, 5..9, 10..12, 20..21]);
+    }
+
+    /// Write `path`, a qcow2 image of `size` bytes over `backing` that holds
+    /// `runs`: zeros at cluster `zero`, bytes `seed` elsewhere.
+    fn image(path: &Path, size: u64, backing: (&str, &str), runs: &[Range<u64>], zero: u64, seed: u8) {
+        let file = NewFile::create(path).unwrap();
+        let mut writer = qcow2::Writer::new(&file, size, Some(backing), runs).unwrap();
+        let data = vec![seed; CLUSTER_SIZE as usize];
+        for index in runs.iter().flat_map(|r| r.clone()) {
+            if index == zero {
+                writer.put_zero(index).unwrap();
+            } else {
+                writer.put(index, &data).unwrap();
+            }
+        }
+        writer.finish().unwrap();
+        file.commit().unwrap();
+    }
+
+    #[test]
+    fn top_clusters_merge_levels() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Two L2 tables' worth of clusters, over a sparse raw base.
+        let l2 = CLUSTER_SIZE / 8;
+        let size = 2 * l2 * CLUSTER_SIZE;
+        File::create(d.join("base.raw")).unwrap().set_len(size).unwrap();
+        let p1 = [0..4, l2 - 1..l2 + 1];
+        image(&d.join("p1.qcow2"), size, ("base.raw", "raw"), &p1, l2, 1);
+        let p2 = [2..6, l2 + 1..l2 + 2, l2 + 5..l2 + 6];
+        image(&d.join("p2.qcow2"), size, ("p1.qcow2", "qcow2"), &p2, 3, 2);
+        let p3 = [6..7, l2 - 3..l2 - 1];
+        image(&d.join("p3.qcow2"), size, ("p2.qcow2", "qcow2"), &p3, u64::MAX, 3);
+
+        let chain = Chain::open(&d.join("p3.qcow2")).unwrap();
+        let top = chain.top_clusters(2).unwrap();
+        assert_eq!(top.runs, [2..7, l2 - 3..l2 - 1, l2 + 1..l2 + 2, l2 + 5..l2 + 6]);
+        assert_eq!(top.backing, Some(("p1.qcow2".into(), "qcow2".into())));
+        let top = chain.top_clusters(3).unwrap();
+        assert_eq!(top.runs, [0..7, l2 - 3..l2 + 2, l2 + 5..l2 + 6]);
+        assert_eq!(top.backing, Some(("base.raw".into(), "raw".into())));
+        let err = chain.top_clusters(4).err().unwrap().to_string();
+        assert!(err.contains("base.raw is not a qcow2 image"), "{err}");
+
+        // Each cluster reads from the top level that holds it.
+        let first_byte = |index: u64| {
+            let mut byte = [0xff];
+            chain.read_at(&mut byte, index * CLUSTER_SIZE).unwrap();
+            byte[0]
+        };
+        let bytes: Vec<u8> = [0, 2, 3, 6, 7, l2 - 2, l2 - 1, l2, l2 + 5].map(first_byte).into();
+        assert_eq!(bytes, [1, 2, 0, 3, 0, 3, 1, 0, 2]);
+    }
 
     #[test]
     fn locks() {

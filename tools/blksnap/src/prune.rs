@@ -132,14 +132,14 @@ fn merge(store: &Store, run: &[Meta], kept: &Meta) -> Result<u64> {
             );
         }
     }
-    let Top { clusters, backing } = chain.top_clusters(run.len() + 1)?;
+    let Top { runs, backing } = chain.top_clusters(run.len() + 1)?;
     let file = NewFile::create(&store.path(&kept.image))?;
     let backing = backing
         .as_ref()
         .map(|(name, format)| (name.as_str(), format.as_str()));
-    let mut writer = qcow2::Writer::new(&file, chain.size(), backing, &clusters)?;
+    let mut writer = qcow2::Writer::new(&file, chain.size(), backing, &runs)?;
     let mut buf = vec![0u8; CLUSTER_SIZE as usize];
-    for &cluster in &clusters {
+    for cluster in runs.iter().flat_map(|r| r.clone()) {
         let start = cluster * CLUSTER_SIZE;
         let data = &mut buf[..(chain.size() - start).min(CLUSTER_SIZE) as usize];
         chain.read_at(data, start)?;

@@ -12,6 +12,7 @@ use crate::copy::{is_zero, NamedFile};
 use anyhow::{anyhow, bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
+use std::ops::Range;
 
 /// The cluster size of the images we write: 64 KiB, qemu's default.
 pub const CLUSTER_SIZE: u64 = 1 << CLUSTER_BITS;
@@ -66,8 +67,12 @@ pub struct Image {
     /// As stored: qemu resolves a relative name from the image's directory.
     pub backing_file: Option<String>,
     pub backing_format: Option<String>,
-    /// By guest cluster index.
-    pub clusters: BTreeMap<u64, Cluster>,
+    /// The L2 tables by L1 index, as far as the virtual size, validated and
+    /// decoded: 0 for a cluster absent, [`ZERO`] for zeros, else the offset
+    /// of its data, which is cluster aligned and past the header, so neither.
+    /// None for a table absent or of absent clusters only: memory goes to
+    /// the tables that map something, 8 bytes a guest cluster, as in qemu.
+    tables: Vec<Option<Box<[u64]>>>,
 }
 
 fn be32(buf: &[u8], at: usize) -> u32 {
@@ -140,9 +145,7 @@ impl Image {
             2 => (V2_HEADER_LEN, 0),
             _ => (u64::from(be32(&head, 100)), be64(&head, 72)),
         };
-        if version == 3
-            && (header_len < V3_HEADER_LEN || header_len % 8 != 0 || header_len > cluster_size)
-        {
+        if version == 3 && (header_len < V3_HEADER_LEN || header_len % 8 != 0 || header_len > cluster_size) {
             return Err(bad(file, format!("header length {header_len} is invalid")));
         }
         for (bit, what) in [
@@ -156,10 +159,7 @@ impl Image {
         }
         let unknown = incompatible & !(INCOMPAT_DIRTY | INCOMPAT_COMPRESSION_TYPE);
         if unknown != 0 {
-            return Err(bad(
-                file,
-                format!("unknown incompatible features {unknown:#x}"),
-            ));
+            return Err(bad(file, format!("unknown incompatible features {unknown:#x}")));
         }
 
         let name_offset = be64(&head, 8);
@@ -178,8 +178,7 @@ impl Image {
             let name = &head[name_offset as usize..(name_offset + name_len) as usize];
             (Some(utf8(file, name, "backing file name")?), name_offset)
         };
-        let backing_format =
-            backing_format(file, &head[header_len as usize..extensions_end as usize])?;
+        let backing_format = backing_format(file, &head[header_len as usize..extensions_end as usize])?;
 
         let size = be64(&head, 24);
         let l1_size = u64::from(be32(&head, 36));
@@ -207,9 +206,9 @@ impl Image {
         let mut l1 = vec![0u8; (l1_needed * 8) as usize];
         file.read_at(&mut l1, l1_offset)?;
 
-        let mut clusters = BTreeMap::new();
+        let mut tables = Vec::with_capacity(l1_needed as usize);
         // An L2 table used twice would let a small file describe a huge map.
-        let mut tables = BTreeSet::new();
+        let mut seen = BTreeSet::new();
         let mut table = vec![0u8; cluster_size as usize];
         let zero_flag = if version == 3 { ZERO } else { 0 };
         for (l1_index, first) in (0..).zip((0..guest_clusters).step_by(l2_entries as usize)) {
@@ -219,21 +218,16 @@ impl Image {
             }
             let offset = entry & OFFSET_MASK;
             if offset == 0 {
+                tables.push(None);
                 continue;
             }
-            check_table(
-                file,
-                "an L2 table",
-                offset,
-                cluster_size,
-                cluster_size,
-                file_len,
-            )?;
-            if !tables.insert(offset) {
+            check_table(file, "an L2 table", offset, cluster_size, cluster_size, file_len)?;
+            if !seen.insert(offset) {
                 return Err(bad(file, format!("the L2 table at {offset} is used twice")));
             }
             file.read_at(&mut table, offset)?;
             let last = guest_clusters.min(first + l2_entries);
+            let mut entries = Vec::with_capacity((last - first) as usize);
             for (index, raw) in (first..last).zip(table.chunks_exact(8)) {
                 let entry = be64(raw, 0);
                 if entry & COMPRESSED != 0 {
@@ -246,22 +240,69 @@ impl Image {
                     ));
                 }
                 let offset = entry & OFFSET_MASK;
-                if entry & zero_flag != 0 {
-                    clusters.insert(index, Cluster::Zero);
+                entries.push(if entry & zero_flag != 0 {
+                    ZERO
                 } else if offset != 0 {
                     // Guest bytes past the virtual size need not be there.
                     let len = cluster_size.min(size - index * cluster_size);
                     check_table(file, "a data cluster", offset, len, cluster_size, file_len)?;
-                    clusters.insert(index, Cluster::Data(offset));
-                }
+                    offset
+                } else {
+                    0
+                });
             }
+            tables.push(
+                entries
+                    .iter()
+                    .any(|&e| e != 0)
+                    .then(|| entries.into_boxed_slice()),
+            );
         }
         Ok(Image {
             size,
             cluster_size,
             backing_file,
             backing_format,
-            clusters,
+            tables,
+        })
+    }
+
+    /// What the image holds for guest cluster `index`; None also past the
+    /// virtual size.
+    pub fn cluster(&self, index: u64) -> Option<Cluster> {
+        let l2_entries = self.cluster_size / 8;
+        let table = self
+            .tables
+            .get(usize::try_from(index / l2_entries).ok()?)?
+            .as_deref()?;
+        match *table.get((index % l2_entries) as usize)? {
+            0 => None,
+            ZERO => Some(Cluster::Zero),
+            offset => Some(Cluster::Data(offset)),
+        }
+    }
+
+    /// The runs of guest clusters the image holds, data or zeros: sorted,
+    /// disjoint and not adjacent.
+    pub fn runs(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        let l2_entries = self.cluster_size / 8;
+        let mut held = (0..)
+            .zip(&self.tables)
+            .filter_map(move |(l1_index, table)| Some((l1_index * l2_entries, table.as_deref()?)))
+            .flat_map(|(first, table)| {
+                (first..)
+                    .zip(table)
+                    .filter(|&(_, &entry)| entry != 0)
+                    .map(|(index, _)| index)
+            })
+            .peekable();
+        std::iter::from_fn(move || {
+            let start = held.next()?;
+            let mut end = start + 1;
+            while held.next_if_eq(&end).is_some() {
+                end += 1;
+            }
+            Some(start..end)
         })
     }
 
@@ -292,10 +333,7 @@ fn check_table(
 ) -> Result<()> {
     // Cluster sizes are powers of two.
     if offset & (cluster_size - 1) != 0 || offset < cluster_size {
-        return Err(bad(
-            file,
-            format!("{what} is at an invalid offset {offset}"),
-        ));
+        return Err(bad(file, format!("{what} is at an invalid offset {offset}")));
     }
     if offset.checked_add(len).is_none_or(|end| end > file_len) {
         return Err(bad(
@@ -371,13 +409,14 @@ impl<'a> Writer<'a> {
     /// Start an image in `file`, new and empty, of `size` bytes (a multiple
     /// of 512), over `backing`: a file name, stored as given (qemu resolves
     /// it from the image's directory), and its format ("raw", "qcow2").
-    /// `candidates` are the guest cluster indices that may be put, sorted and
-    /// without duplicates.
+    /// `candidates` are the runs of guest cluster indices that may be put,
+    /// sorted and disjoint; they may touch. Empty runs (start >= end) are
+    /// ignored, as iterating them would be.
     pub fn new(
         file: &'a NamedFile,
         size: u64,
         backing: Option<(&str, &str)>,
-        candidates: &[u64],
+        candidates: &[Range<u64>],
     ) -> Result<Self> {
         let path = file.path().display();
         if size & 511 != 0 {
@@ -388,23 +427,46 @@ impl<'a> Writer<'a> {
         if l1_entries > MAX_L1_ENTRIES {
             bail!("{path}: the image size {size} is too large for qcow2");
         }
-        if candidates.windows(2).any(|w| w[0] >= w[1]) {
-            bail!("{path}: the candidate clusters are not sorted and distinct");
+        let runs = || candidates.iter().filter(|r| !r.is_empty());
+        let mut end = 0;
+        for run in runs() {
+            if run.start < end {
+                bail!("{path}: the candidate runs are not sorted and disjoint");
+            }
+            end = run.end;
         }
-        if candidates.last().is_some_and(|&c| c >= guest_clusters) {
+        if end > guest_clusters {
             bail!("{path}: a candidate cluster is past the end of the image");
         }
         if file.size()? != 0 {
             bail!("{path} is not empty");
         }
 
+        // Each table gets its offset once the metadata before them is sized.
+        let mut tables = BTreeMap::new();
+        for run in runs() {
+            let mut start = run.start;
+            while start < run.end {
+                let l1_index = start / L2_ENTRIES;
+                let end = run.end.min((l1_index + 1) * L2_ENTRIES);
+                let table = tables.entry(l1_index).or_insert_with(|| Table {
+                    offset: 0,
+                    candidates: vec![0; (L2_ENTRIES / 64) as usize],
+                    put: vec![0; (L2_ENTRIES / 64) as usize],
+                });
+                for index in start..end {
+                    set_bit(&mut table.candidates, index % L2_ENTRIES);
+                }
+                start = end;
+            }
+        }
+        let table_count = tables.len() as u64;
+        let candidate_count: u64 = runs().map(|r| r.end - r.start).sum();
+
         // Refcount blocks count every cluster, themselves and the table
         // included: grow both until they cover the total.
-        let table_count = candidates
-            .chunk_by(|a, b| a / L2_ENTRIES == b / L2_ENTRIES)
-            .count();
         let l1_clusters = (l1_entries * 8).div_ceil(CLUSTER_SIZE);
-        let fixed = 1 + l1_clusters + table_count as u64 + candidates.len() as u64;
+        let fixed = 1 + l1_clusters + table_count + candidate_count;
         let (mut refcount_table_clusters, mut refcount_blocks) = (1, 0);
         loop {
             let total = fixed + refcount_table_clusters + refcount_blocks;
@@ -420,18 +482,11 @@ impl<'a> Writer<'a> {
         let tables_offset =
             refcount_table_offset + (refcount_table_clusters + refcount_blocks) * CLUSTER_SIZE;
 
-        let mut tables = BTreeMap::new();
-        let groups = candidates.chunk_by(|a, b| a / L2_ENTRIES == b / L2_ENTRIES);
-        for (offset, group) in (tables_offset..).step_by(CLUSTER_SIZE as usize).zip(groups) {
-            let mut table = Table {
-                offset,
-                candidates: vec![0; (L2_ENTRIES / 64) as usize],
-                put: vec![0; (L2_ENTRIES / 64) as usize],
-            };
-            for &c in group {
-                set_bit(&mut table.candidates, c % L2_ENTRIES);
-            }
-            tables.insert(group[0] / L2_ENTRIES, table);
+        for (table, offset) in tables
+            .values_mut()
+            .zip((tables_offset..).step_by(CLUSTER_SIZE as usize))
+        {
+            table.offset = offset;
         }
         let mut writer = Self {
             file,
@@ -443,7 +498,7 @@ impl<'a> Writer<'a> {
             refcount_table_clusters,
             refcount_blocks,
             tables,
-            next_data: tables_offset + table_count as u64 * CLUSTER_SIZE,
+            next_data: tables_offset + table_count * CLUSTER_SIZE,
             stored: 0,
         };
         writer.header = writer.header(backing)?;
@@ -486,10 +541,7 @@ impl<'a> Writer<'a> {
             h.extend_from_slice(name.as_bytes());
         }
         if h.len() as u64 > CLUSTER_SIZE {
-            bail!(
-                "{}: the backing format is too long",
-                self.file.path().display()
-            );
+            bail!("{}: the backing format is too long", self.file.path().display());
         }
         Ok(h)
     }
@@ -501,10 +553,7 @@ impl<'a> Writer<'a> {
         match self.tables.get(&(index / L2_ENTRIES)) {
             Some(table) if bit(&table.candidates, slot) => {
                 if bit(&table.put, slot) {
-                    bail!(
-                        "{}: cluster {index} is put twice",
-                        self.file.path().display()
-                    );
+                    bail!("{}: cluster {index} is put twice", self.file.path().display());
                 }
                 Ok(table.offset + slot * 8)
             }
@@ -570,8 +619,7 @@ impl<'a> Writer<'a> {
         let used = self.next_data / CLUSTER_SIZE;
         let mut refcount_table = vec![0u8; (self.refcount_table_clusters * CLUSTER_SIZE) as usize];
         let mut block = vec![0u8; CLUSTER_SIZE as usize];
-        let blocks_offset =
-            self.refcount_table_offset + self.refcount_table_clusters * CLUSTER_SIZE;
+        let blocks_offset = self.refcount_table_offset + self.refcount_table_clusters * CLUSTER_SIZE;
         for b in 0..self.refcount_blocks {
             let offset = blocks_offset + b * CLUSTER_SIZE;
             set64(&mut refcount_table, b as usize * 8, offset);
@@ -584,8 +632,7 @@ impl<'a> Writer<'a> {
             }
             self.file.write_at(&block, offset)?;
         }
-        self.file
-            .write_at(&refcount_table, self.refcount_table_offset)?;
+        self.file.write_at(&refcount_table, self.refcount_table_offset)?;
         // Last: until then the file is no qcow2 image.
         self.file.write_at(&self.header, 0)?;
         self.file.set_len(self.next_data)?;
@@ -594,6 +641,8 @@ impl<'a> Writer<'a> {
 }
 
 #[cfg(test)]
+// Arrays of one run of clusters are meant, not arrays of its clusters.
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
     use std::fs::OpenOptions;
@@ -619,7 +668,7 @@ mod tests {
         path: &Path,
         size: u64,
         backing: Option<(&str, &str)>,
-        candidates: &[u64],
+        candidates: &[Range<u64>],
         puts: &[(u64, Option<Vec<u8>>)],
     ) -> u64 {
         let file = open(path);
@@ -635,13 +684,11 @@ mod tests {
 
     /// The guest bytes of cluster `index` of `image`, if it has data.
     fn data(file: &NamedFile, image: &Image, index: u64) -> Option<Vec<u8>> {
-        match image.clusters.get(&index)? {
+        match image.cluster(index)? {
             Cluster::Data(offset) => {
-                let len = image
-                    .cluster_size
-                    .min(image.size - index * image.cluster_size);
+                let len = image.cluster_size.min(image.size - index * image.cluster_size);
                 let mut buf = vec![0; len as usize];
-                file.read_at(&mut buf, *offset).unwrap();
+                file.read_at(&mut buf, offset).unwrap();
                 Some(buf)
             }
             Cluster::Zero => None,
@@ -658,13 +705,8 @@ mod tests {
     }
 
     fn run(dir: &Path, tool: &str, args: &[&str]) -> String {
-        let out = Command::new(tool)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
+        let out = Command::new(tool).args(args).current_dir(dir).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{tool} {args:?}: {text}");
         text
     }
@@ -698,7 +740,7 @@ mod tests {
             &path,
             10 * CS,
             Some(("base.raw", "raw")),
-            &[0, 2, 3, 5, 9],
+            &[0..1, 2..4, 5..6, 9..10],
             &puts,
         );
         assert_eq!(stored, 2 * CS);
@@ -710,12 +752,16 @@ mod tests {
         assert_eq!(image.cluster_size, CS);
         assert_eq!(image.backing_file.as_deref(), Some("base.raw"));
         assert_eq!(image.backing_format.as_deref(), Some("raw"));
-        let kinds: Vec<_> = image
-            .clusters
-            .iter()
-            .map(|(&i, &c)| (i, c == Cluster::Zero))
-            .collect();
-        assert_eq!(kinds, [(0, false), (2, true), (3, true), (5, false)]);
+        // Data and zeros alike are held; 9, a candidate never put, is not.
+        assert_eq!(image.runs().collect::<Vec<_>>(), [0..1, 2..4, 5..6]);
+        let kinds: Vec<_> = (0..12).map(|i| image.cluster(i)).collect();
+        assert!(matches!(kinds[0], Some(Cluster::Data(_))));
+        assert!(matches!(kinds[5], Some(Cluster::Data(_))));
+        assert_eq!(kinds[2..4], [Some(Cluster::Zero); 2]);
+        for absent in [1, 4, 6, 7, 8, 9, 10, 11] {
+            assert_eq!(kinds[absent], None, "cluster {absent}");
+        }
+        assert_eq!(image.cluster(u64::MAX), None);
         assert_eq!(data(&file, &image, 0), Some(a));
         assert_eq!(data(&file, &image, 5), Some(b));
         sparse(&dir.path().join("base.raw"), 10 * CS);
@@ -726,13 +772,13 @@ mod tests {
     fn no_backing_and_no_puts() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.qcow2");
-        assert_eq!(write(&path, 512, None, &[0], &[]), 0);
+        assert_eq!(write(&path, 512, None, &[0..1], &[]), 0);
         let image = Image::read(&open(&path)).unwrap();
+        assert_eq!((image.runs().next(), image.cluster(0)), (None, None));
         assert_eq!(
             (image.size, image.backing_file, image.backing_format),
             (512, None, None)
         );
-        assert!(image.clusters.is_empty());
         qemu_check(dir.path(), "p.qcow2");
         assert!(!Image::is_qcow2(&open(&dir.path().join("empty"))).unwrap());
     }
@@ -745,7 +791,7 @@ mod tests {
         let tail = noise(4096, 3);
         // Put before an earlier cluster: the padding is then between data.
         let puts = [(3, Some(tail.clone())), (1, Some(noise(CS, 4)))];
-        assert_eq!(write(&path, size, None, &[1, 3], &puts), CS + 4096);
+        assert_eq!(write(&path, size, None, &[1..2, 3..4], &puts), CS + 4096);
         let file = open(&path);
         let image = Image::read(&file).unwrap();
         assert_eq!(data(&file, &image, 3), Some(tail));
@@ -760,7 +806,13 @@ mod tests {
         // Over 1.5 GiB, sparse: L2 tables for L1 entries 0, 1 and 3.
         let last = 3 * L2_ENTRIES + 10;
         let size = last * CS + 1024;
-        let candidates = [0, 5, L2_ENTRIES + 7, 3 * L2_ENTRIES, last];
+        let candidates = [
+            0..1,
+            5..6,
+            L2_ENTRIES + 7..L2_ENTRIES + 8,
+            3 * L2_ENTRIES..3 * L2_ENTRIES + 1,
+            last..last + 1,
+        ];
         let puts = [
             (0, Some(noise(CS, 5))),
             (L2_ENTRIES + 7, Some(noise(CS, 6))),
@@ -771,9 +823,13 @@ mod tests {
         let file = open(&path);
         let image = Image::read(&file).unwrap();
         assert_eq!(image.size, size);
-        let indices: Vec<_> = image.clusters.keys().copied().collect();
-        assert_eq!(indices, [0, L2_ENTRIES + 7, 3 * L2_ENTRIES, last]);
-        assert_eq!(image.clusters[&(3 * L2_ENTRIES)], Cluster::Zero);
+        let runs: Vec<_> = image.runs().collect();
+        let at = 3 * L2_ENTRIES;
+        assert_eq!(
+            runs,
+            [0..1, L2_ENTRIES + 7..L2_ENTRIES + 8, at..at + 1, last..last + 1]
+        );
+        assert_eq!(image.cluster(at), Some(Cluster::Zero));
         assert_eq!(data(&file, &image, L2_ENTRIES + 7), Some(noise(CS, 6)));
         assert_eq!(data(&file, &image, last), Some(noise(1024, 7)));
         // Header, L1, refcount table and block, 3 L2 tables, 3 data clusters.
@@ -783,22 +839,84 @@ mod tests {
     }
 
     #[test]
+    fn runs_across_l2_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.qcow2");
+        let l2 = L2_ENTRIES;
+        // A run over the boundary of tables 0 and 1, one touching it, and
+        // one in table 2 never put: its table is in the file, all absent.
+        let candidates = [l2 - 2..l2 + 2, l2 + 2..l2 + 3, 2 * l2 + 5..2 * l2 + 9];
+        let file = open(&path);
+        let mut writer = Writer::new(&file, 3 * l2 * CS, None, &candidates).unwrap();
+        for index in [l2 - 3, l2 + 3, 2 * l2 + 4, 3 * l2] {
+            let err = writer.put_zero(index).err().unwrap().to_string();
+            assert!(err.contains("not a candidate"), "{index}: {err}");
+        }
+        writer.put(l2 - 2, &noise(CS, 16)).unwrap();
+        writer.put(l2 - 1, &noise(CS, 17)).unwrap();
+        writer.put_zero(l2).unwrap();
+        writer.put(l2 + 1, &vec![0; CS as usize]).unwrap();
+        writer.put(l2 + 2, &noise(CS, 18)).unwrap();
+        assert_eq!(writer.finish().unwrap(), 3 * CS);
+
+        let image = Image::read(&file).unwrap();
+        assert_eq!(image.runs().collect::<Vec<_>>(), [l2 - 2..l2 + 3]);
+        assert_eq!(data(&file, &image, l2 - 1), Some(noise(CS, 17)));
+        assert_eq!(image.cluster(l2 + 1), Some(Cluster::Zero));
+        assert_eq!(data(&file, &image, l2 + 2), Some(noise(CS, 18)));
+        assert_eq!(image.cluster(2 * l2 + 5), None);
+        let kept: Vec<bool> = image.tables.iter().map(Option::is_some).collect();
+        assert_eq!(kept, [true, true, false]);
+        // Header, L1, refcount table and block, 3 L2 tables, 3 data clusters.
+        assert_eq!(file.size().unwrap(), 10 * CS);
+        qemu_check(dir.path(), "p.qcow2");
+    }
+
+    /// Memory goes by L2 table, not by cluster: a 2 TiB image is cheap to
+    /// write and read when it holds little, as is declaring every cluster a
+    /// candidate.
+    #[test]
+    fn huge_sparse_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.qcow2");
+        let size = 2 << 40;
+        let clusters = size / CS;
+        let middle = clusters / 2 + 3;
+        let puts = [(middle, Some(noise(CS, 19)))];
+        assert_eq!(write(&path, size, None, &[middle..middle + 1], &puts), CS);
+        let file = open(&path);
+        let image = Image::read(&file).unwrap();
+        assert_eq!(image.size, size);
+        assert_eq!(image.runs().collect::<Vec<_>>(), [middle..middle + 1]);
+        assert_eq!(data(&file, &image, middle), Some(noise(CS, 19)));
+        assert_eq!(image.tables.len() as u64, clusters / L2_ENTRIES);
+        let entries: usize = image.tables.iter().flatten().map(|t| t.len()).sum();
+        assert_eq!(entries as u64, L2_ENTRIES);
+        // Header, L1, refcount table and block, 1 L2 table, 1 data cluster.
+        assert_eq!(file.size().unwrap(), 6 * CS);
+        qemu_check(dir.path(), "p.qcow2");
+
+        let full = open(&dir.path().join("full.qcow2"));
+        let writer = Writer::new(&full, size, None, &[0..clusters]).unwrap();
+        assert_eq!(writer.tables.len() as u64, clusters / L2_ENTRIES);
+    }
+
+    #[test]
     fn refcounts_span_several_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.qcow2");
         // More clusters than one refcount block covers, in a sparse file.
-        let candidates: Vec<u64> = (0..REFCOUNTS_PER_BLOCK + 10).collect();
+        let count = REFCOUNTS_PER_BLOCK + 10;
         let file = open(&path);
-        let mut writer =
-            Writer::new(&file, candidates.len() as u64 * CS, None, &candidates).unwrap();
+        let mut writer = Writer::new(&file, count * CS, None, &[0..count]).unwrap();
         let one = noise(CS, 8);
-        for &index in candidates.iter().step_by(997) {
+        for index in (0..count).step_by(997) {
             writer.put(index, &one).unwrap();
         }
         // The data region ends early: the blocks cover more than is used.
         writer.finish().unwrap();
         let image = Image::read(&file).unwrap();
-        assert_eq!(image.clusters.len(), candidates.len().div_ceil(997));
+        assert_eq!(image.runs().count() as u64, count.div_ceil(997));
         qemu_check(dir.path(), "p.qcow2");
     }
 
@@ -806,25 +924,27 @@ mod tests {
     fn writer_refuses_misuse() {
         let dir = tempfile::tempdir().unwrap();
         let file = open(&dir.path().join("p.qcow2"));
-        let new = |size, backing, candidates: &[u64]| {
+        let new = |size, backing, candidates: &[Range<u64>]| {
             Writer::new(&file, size, backing, candidates)
                 .err()
                 .unwrap()
                 .to_string()
         };
         assert!(new(1000, None, &[]).contains("multiple of 512"));
-        assert!(new(4 * CS, None, &[2, 1]).contains("not sorted"));
-        assert!(new(4 * CS, None, &[1, 1]).contains("not sorted"));
-        assert!(new(4 * CS, None, &[4]).contains("past the end"));
+        assert!(new(4 * CS, None, &[2..3, 1..2]).contains("not sorted"));
+        assert!(new(4 * CS, None, &[1..3, 2..4]).contains("not sorted"));
+        assert!(new(4 * CS, None, &[1..2, 1..2]).contains("not sorted"));
+        assert!(new(4 * CS, None, &[3..5]).contains("past the end"));
+        // Empty runs are ignored, wherever they are.
+        assert!(new(4 * CS, None, &[9..9, 2..3, 0..0, 1..2]).contains("not sorted"));
         let long = "x".repeat(1024);
         assert!(new(CS, Some((&long, "raw")), &[]).contains("too long"));
         assert!(new(CS, Some(("", "raw")), &[]).contains("too long"));
         let format = "f".repeat(CS as usize);
         assert!(new(CS, Some(("b", &format)), &[]).contains("too long"));
 
-        let mut writer = Writer::new(&file, 2 * CS + 512, None, &[0, 2]).unwrap();
-        let put =
-            |w: &mut Writer, index, len| w.put(index, &noise(len, 9)).err().unwrap().to_string();
+        let mut writer = Writer::new(&file, 2 * CS + 512, None, &[0..1, 2..2, 2..3]).unwrap();
+        let put = |w: &mut Writer, index, len| w.put(index, &noise(len, 9)).err().unwrap().to_string();
         assert!(put(&mut writer, 1, CS).contains("not a candidate"));
         assert!(put(&mut writer, 7, CS).contains("not a candidate"));
         assert!(put(&mut writer, 2, CS).contains("512 bytes"));
@@ -854,7 +974,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.qcow2");
         let puts = [(1, Some(noise(CS, 10)))];
-        write(&path, 4 * CS, Some(("base.raw", "raw")), &[1], &puts);
+        write(&path, 4 * CS, Some(("base.raw", "raw")), &[1..2], &puts);
         let image = std::fs::read(&path).unwrap();
         let l2 = be64(&image, CS as usize) & OFFSET_MASK;
         let dir = dir.path();
@@ -866,14 +986,8 @@ mod tests {
             ("cluster_bits 30", Box::new(|b| set32(b, 20, 30))),
             ("encrypted", Box::new(|b| set32(b, 32, 1))),
             ("corrupt", Box::new(|b| set64(b, 72, INCOMPAT_CORRUPT))),
-            (
-                "external data",
-                Box::new(|b| set64(b, 72, INCOMPAT_DATA_FILE)),
-            ),
-            (
-                "extended L2",
-                Box::new(|b| set64(b, 72, INCOMPAT_EXTENDED_L2)),
-            ),
+            ("external data", Box::new(|b| set64(b, 72, INCOMPAT_DATA_FILE))),
+            ("extended L2", Box::new(|b| set64(b, 72, INCOMPAT_EXTENDED_L2))),
             ("features 0x400", Box::new(|b| set64(b, 72, 1 << 10))),
             ("header length", Box::new(|b| set32(b, 100, 20))),
             ("truncated", Box::new(|b| set32(b, 108, u32::MAX))),
@@ -919,17 +1033,13 @@ mod tests {
         let mut expected = noise(size, 11);
         std::fs::write(dir.path().join("base.raw"), &expected).unwrap();
         // Point 1 over the raw base: data, a zero cluster, the short tail.
-        let puts = [
-            (1, Some(noise(CS, 12))),
-            (2, None),
-            (6, Some(noise(512, 13))),
-        ];
+        let puts = [(1, Some(noise(CS, 12))), (2, None), (6, Some(noise(512, 13)))];
         let p1 = dir.path().join("p1.qcow2");
-        write(&p1, size, Some(("base.raw", "raw")), &[1, 2, 4, 6], &puts);
+        write(&p1, size, Some(("base.raw", "raw")), &[1..3, 4..5, 6..7], &puts);
         // Point 2 over point 1: zeros put as data over point 1's data.
         let puts = [(1, Some(vec![0; CS as usize])), (3, Some(noise(CS, 14)))];
         let p2 = dir.path().join("p2.qcow2");
-        write(&p2, size, Some(("p1.qcow2", "qcow2")), &[1, 3], &puts);
+        write(&p2, size, Some(("p1.qcow2", "qcow2")), &[1..2, 3..4], &puts);
 
         let cs = CS as usize;
         expected[cs..2 * cs].fill(0);
@@ -972,9 +1082,8 @@ mod tests {
         assert_eq!(image.size, size);
         assert_eq!(image.backing_file.as_deref(), Some("base.raw"));
         assert_eq!(image.backing_format.as_deref(), Some("raw"));
-        let indices: Vec<_> = image.clusters.keys().copied().collect();
-        assert_eq!(indices, [1, 3, 5]);
-        assert_eq!(image.clusters[&3], Cluster::Zero);
+        assert_eq!(image.runs().collect::<Vec<_>>(), [1..2, 3..4, 5..6]);
+        assert_eq!(image.cluster(3), Some(Cluster::Zero));
         assert_eq!(data(&file, &image, 1), Some(vec![0x5a; CS as usize]));
         assert_eq!(data(&file, &image, 5), Some(vec![0x33; 4096]));
     }
