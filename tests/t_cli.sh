@@ -89,15 +89,17 @@ expect_status 1 "required arguments were not provided" "$BLKSNAP" snapshot_waite
 	-i 00000000-0000-0000-0000-000000000000
 
 "$BLKSNAP" man "$w/man" || fail "man"
+# backup's own subcommands have pages too.
+nested=(blksnap-backup-list blksnap-backup-prune)
 pages=("$w"/man/*)
-[ ${#pages[@]} = $((${#subcommands[@]} + 1)) ] || fail "manual pages: ${pages[*]}"
-for p in blksnap "${subcommands[@]/#/blksnap-}"; do
+[ ${#pages[@]} = $((${#subcommands[@]} + 1 + ${#nested[@]})) ] || fail "manual pages: ${pages[*]}"
+for p in blksnap "${subcommands[@]/#/blksnap-}" "${nested[@]}"; do
 	f=$w/man/$p.1
 	if [ ! -s "$f" ] || ! head -n 1 "$f" | grep -qE '^\.(TH|ie) '; then
 		fail "$f is no manual page"
 	fi
 done
-ok "man wrote blksnap.1 and a page per subcommand"
+ok "man wrote blksnap.1 and a page per subcommand, backup list and prune included"
 if command -v man >/dev/null && command -v nroff >/dev/null; then
 	# Without man-db's seccomp sandbox, which the test kernel may not have.
 	out=$(MAN_DISABLE_SECCOMP=1 MANWIDTH=80 man -l -P cat "$w/man/blksnap-markdirtyblock.1") ||
