@@ -181,16 +181,6 @@ impl Drop for NewFile {
     }
 }
 
-/// What to do in the destination where the source holds zeros.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Holes {
-    /// Nothing: it is a new sparse file, which reads as zeros already.
-    Keep,
-    /// Punch holes, as it holds older data (a block device zeroes the
-    /// range), or write zeros where that cannot be done.
-    Punch,
-}
-
 /// `range` cut into pieces of at most [`CHUNK`] bytes.
 fn chunks(range: Range<u64>) -> impl Iterator<Item = Range<u64>> {
     let end = range.end;
@@ -226,14 +216,15 @@ fn zero_runs(data: &[u8]) -> Vec<(bool, Range<usize>)> {
     runs
 }
 
-/// Copy `ranges` of `src` to the same offsets in `dst`, treating zeros as
-/// `holes` says, and call `progress` with the length of each chunk done; an
-/// error from it stops the copy.
+/// Copy `ranges` of `src` to the same offsets in `dst`, and call `progress`
+/// with the length of each chunk done; an error from it stops the copy.
+/// Where `src` holds zeros, holes are punched in `dst` (a block device
+/// zeroes the range, a thin or loop device stays thin), or zeros written
+/// where that cannot be done.
 pub fn copy(
     src: &dyn ReadAt,
     dst: &NamedFile,
     ranges: &[Range<u64>],
-    holes: Holes,
     progress: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<()> {
     let mut buf = vec![0u8; CHUNK];
@@ -244,7 +235,7 @@ pub fn copy(
         for (zero, run) in zero_runs(data) {
             let at = chunk.start + run.start as u64;
             // Zeros are written only where a hole cannot be punched.
-            let write = !zero || (holes == Holes::Punch && !dst.punch_hole(at, run.len() as u64)?);
+            let write = !zero || !dst.punch_hole(at, run.len() as u64)?;
             if write {
                 dst.write_at(&data[run], at)?;
             }
@@ -380,7 +371,7 @@ mod tests {
 
         let mut done = 0;
         let all = 0..len as u64;
-        copy(&src, &dst, &[all], Holes::Keep, &mut |n| {
+        copy(&src, &dst, &[all], &mut |n| {
             done += n;
             Ok(())
         })
@@ -414,14 +405,14 @@ mod tests {
 
         let src = file(dir.path(), "src", &new);
         let dst = file(dir.path(), "dst", &old);
-        copy(&src, &dst, &changed, Holes::Punch, &mut no_progress()).unwrap();
+        copy(&src, &dst, &changed, &mut no_progress()).unwrap();
         assert!(std::fs::read(dir.path().join("dst")).unwrap() == new);
         let diff = compare(&src, &dst, len as u64, &mut no_progress()).unwrap();
         assert_eq!(diff, Difference::default());
         // Only the ranges given are copied.
         let src = file(dir.path(), "src", &new);
         let dst = file(dir.path(), "dst", &old);
-        copy(&src, &dst, &changed[..1], Holes::Punch, &mut no_progress()).unwrap();
+        copy(&src, &dst, &changed[..1], &mut no_progress()).unwrap();
         let diff = compare(&src, &dst, len as u64, &mut no_progress()).unwrap();
         assert_eq!(diff.first, Some(9 * b));
     }
@@ -466,7 +457,7 @@ mod tests {
         let dst = file(dir.path(), "dst", &[]);
         let mut calls = 0;
         let all = 0..len as u64;
-        let err = copy(&src, &dst, &[all], Holes::Keep, &mut |_| {
+        let err = copy(&src, &dst, &[all], &mut |_| {
             calls += 1;
             if calls == 1 {
                 Ok(())

@@ -604,13 +604,11 @@ mod tests {
     fn image(path: &Path, size: u64, backing: (&str, &str), runs: &[Range<u64>], zero: u64, seed: u8) {
         let file = NewFile::create(path).unwrap();
         let mut writer = qcow2::Writer::new(&file, size, Some(backing), runs).unwrap();
-        let data = vec![seed; CLUSTER_SIZE as usize];
+        let (data, zeros) = (vec![seed; CLUSTER_SIZE as usize], vec![0; CLUSTER_SIZE as usize]);
         for index in runs.iter().flat_map(|r| r.clone()) {
-            if index == zero {
-                writer.put_zero(index).unwrap();
-            } else {
-                writer.put(index, &data).unwrap();
-            }
+            writer
+                .put(index, if index == zero { &zeros } else { &data })
+                .unwrap();
         }
         writer.finish().unwrap();
         file.commit().unwrap();

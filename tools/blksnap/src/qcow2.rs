@@ -598,12 +598,6 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// Record guest cluster `index`, a candidate, as zeros.
-    pub fn put_zero(&mut self, index: u64) -> Result<()> {
-        let at = self.entry_offset(index)?;
-        self.set_entry(index, at, ZERO)
-    }
-
     /// Write the L1 table, the refcounts and the header, and give the file
     /// its final length; candidates never put read from the backing file.
     /// Does not sync. Returns the bytes of guest data stored.
@@ -662,7 +656,7 @@ mod tests {
         (0..len).map(|i| (i % 251) as u8 ^ seed | 1).collect()
     }
 
-    /// Write an image of `size` bytes putting `data` (None: put_zero) over
+    /// Write an image of `size` bytes putting `data` (None: zeros) over
     /// `candidates`; returns what finish returns.
     fn write(
         path: &Path,
@@ -676,7 +670,9 @@ mod tests {
         for (index, data) in puts {
             match data {
                 Some(data) => writer.put(*index, data).unwrap(),
-                None => writer.put_zero(*index).unwrap(),
+                None => writer
+                    .put(*index, &vec![0; CS.min(size - index * CS) as usize])
+                    .unwrap(),
             }
         }
         writer.finish().unwrap()
@@ -849,12 +845,16 @@ mod tests {
         let file = open(&path);
         let mut writer = Writer::new(&file, 3 * l2 * CS, None, &candidates).unwrap();
         for index in [l2 - 3, l2 + 3, 2 * l2 + 4, 3 * l2] {
-            let err = writer.put_zero(index).err().unwrap().to_string();
+            let err = writer
+                .put(index, &vec![0; CS as usize])
+                .err()
+                .unwrap()
+                .to_string();
             assert!(err.contains("not a candidate"), "{index}: {err}");
         }
         writer.put(l2 - 2, &noise(CS, 16)).unwrap();
         writer.put(l2 - 1, &noise(CS, 17)).unwrap();
-        writer.put_zero(l2).unwrap();
+        writer.put(l2, &vec![0; CS as usize]).unwrap();
         writer.put(l2 + 1, &vec![0; CS as usize]).unwrap();
         writer.put(l2 + 2, &noise(CS, 18)).unwrap();
         assert_eq!(writer.finish().unwrap(), 3 * CS);
@@ -950,7 +950,7 @@ mod tests {
         assert!(put(&mut writer, 2, CS).contains("512 bytes"));
         writer.put(2, &noise(512, 9)).unwrap();
         assert!(put(&mut writer, 2, 512).contains("put twice"));
-        assert!(writer.put_zero(2).is_err());
+        assert!(writer.put(2, &vec![0; 512]).is_err());
         writer.finish().unwrap();
         let err = Writer::new(&file, CS, None, &[]).err().unwrap().to_string();
         assert!(err.contains("not empty"), "{err}");

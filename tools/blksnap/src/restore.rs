@@ -3,7 +3,7 @@
 //! prune the points of a backup directory.
 
 use crate::backup::{PointArgs, Progress};
-use crate::copy::{self, Holes, NamedFile};
+use crate::copy::{self, NamedFile};
 use crate::meta::Meta;
 use crate::points::{self, Access, Chain, DirLock, Store};
 use crate::prune::{self, Policy};
@@ -119,10 +119,8 @@ pub fn restore(args: &PointArgs, device: &Path, force: bool, json: bool) -> Resu
     }
     let progress = Progress::new("restore", len);
     let all = 0..len;
-    // The device holds other data where the point has zeros: those ranges
-    // are zeroed (discarded where the device can, so a thin or loop device
-    // stays thin), or written with zeros.
-    copy::copy(&source.chain, &target, &[all], Holes::Punch, &mut |n| {
+    // The device holds other data where the point has zeros: copy zeroes it.
+    copy::copy(&source.chain, &target, &[all], &mut |n| {
         progress.0.inc(n);
         Ok(())
     })?;
