@@ -65,15 +65,20 @@ for p in 1 10 100; do
 	out=$($BLKSNAP snapshot_create -f "$w/storage$p" -l 64M -d "$dev" 2>&1)
 	rc=$?
 	id=$(grep -oE "$SNAP_ID_RE" <<<"$out" | head -n 1)
-	if [ $rc = 0 ] && ! $BLKSNAP snapshot_take -i "$id" 2>"$w/err"; then
-		echo "take: $(cat "$w/err")"
-		rc=1
+	taken=0
+	if [ $rc = 0 ]; then
+		$BLKSNAP snapshot_take -i "$id" 2>"$w/err" && taken=1 || echo "take: $(cat "$w/err")"
 	fi
-	if [ $rc != 0 ]; then
+	if [ $taken = 0 ]; then
 		# The requests failed cleanly; try again without faults.
 		echo "create or take failed: $out"
 		inject 0
-		[ -z "$id" ] || $BLKSNAP snapshot_destroy -i "$id" || fail "destroy after a failed take"
+		if [ $rc = 0 ]; then
+			$BLKSNAP snapshot_destroy -i "$id" || fail "destroy after a failed take"
+		elif [ -n "$id" ] && $BLKSNAP snapshot_collect | grep -q "$id"; then
+			# A failed snapshot_create destroys what it created.
+			fail "snapshot $id left behind by a failed create"
+		fi
 		: >"$w/storage$p.2"
 		out=$($BLKSNAP snapshot_create -f "$w/storage$p.2" -l 64M -d "$dev") || fail "create without faults"
 		id=$(grep -oE "$SNAP_ID_RE" <<<"$out" | head -n 1)
