@@ -37,25 +37,71 @@ use crate::{
         buffer::ChunkBuf,
         inflight::InFlight,
     },
-    math::chunk::{ChunkGeometry, ChunkLimits},
+    math::{
+        chunk::{ChunkGeometry, ChunkLimits},
+        chunk_index::{self, ChunkIndex},
+    },
     tracker::Tracker,
 };
 
-/// The old contents of a preserved chunk.
-struct Chunk {
+/// The old contents of a preserved chunk that is not (only) in the storage.
+struct Held {
     /// In memory until stored (or while an image write changes it).
     buf: Option<ChunkBuf>,
-    /// First sector in the difference storage, once it has a place there.
-    stored_at: Option<u64>,
     /// Being written to the storage, without the lock: the data is neither
     /// in `buf` nor stored yet.
     storing: bool,
 }
 
+/// Where the old contents of a chunk are.
+enum Place<'a> {
+    Memory(&'a ChunkBuf),
+    /// From this storage sector on.
+    Storage(u64),
+    /// Not preserved: still on the original.
+    Original,
+}
+
 struct AreaState {
-    chunks: RBTree<u64, Chunk>,
+    /// Preserved chunks in memory or being stored: about
+    /// `chunk_maximum_in_queue` at most, whatever the size of the device.
+    held: RBTree<u64, Held>,
+    /// Where stored chunks are in the storage: 8 to 22 bytes a chunk.
+    stored_at: ChunkIndex<KVVec<u64>>,
     /// Chunks whose memory must be written to the storage.
     to_store: RBTree<u64, ()>,
+}
+
+impl AreaState {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            held: RBTree::new(),
+            stored_at: ChunkIndex::new(KVVec::from_elem(0, chunk_index::INITIAL_ENTRIES, GFP_KERNEL)?),
+            to_store: RBTree::new(),
+        })
+    }
+
+    /// Where chunk `index`'s old contents are; the caller waits for a store
+    /// in progress first.
+    fn place(&self, index: u64) -> Place<'_> {
+        match self.held.get(&index) {
+            Some(Held { buf: Some(buf), .. }) => Place::Memory(buf),
+            _ => self.stored_at.get(index).map_or(Place::Original, Place::Storage),
+        }
+    }
+
+    fn is_preserved(&self, index: u64) -> bool {
+        self.held.get(&index).is_some() || self.stored_at.get(index).is_some()
+    }
+
+    /// Index chunk `index` as stored at `sector`, growing the index if it
+    /// must.
+    fn index_stored(&mut self, index: u64, sector: u64) -> Result {
+        if let Some(len) = self.stored_at.growth() {
+            self.stored_at.grow(KVVec::from_elem(0, len, GFP_KERNEL)?);
+        }
+        self.stored_at.insert(index, sector).map_err(|_| EFBIG)
+    }
 }
 
 type StateGuard<'a> = Guard<'a, AreaState, MutexBackend>;
@@ -95,8 +141,8 @@ pub(crate) struct DiffArea {
     storage: Arc<DiffStorage>,
     events: Arc<EventQueue>,
     max_in_memory: usize,
-    /// Chunks whose old contents are in `state.chunks`: image reads take
-    /// them from there. Set under `state`.
+    /// Chunks whose old contents are in `state` (held or stored): image
+    /// reads take them from there. Set under `state`.
     preserved: ChunkBits,
     /// Preserved chunks that writes may change: no image read sent to the
     /// original before they were preserved is still in flight.
@@ -157,9 +203,13 @@ impl DiffArea {
         let bdev = orig.bdev();
         let (chunk_limits, max_in_memory) = limits();
         let geometry = ChunkGeometry::new(bdev.nr_sectors(), bdev.limits().io_min, &chunk_limits);
+        if geometry.count > chunk_index::MAX_CHUNKS {
+            return Err(EFBIG);
+        }
         let preserved = ChunkBits::new(geometry.count)?;
         let writable = ChunkBits::new(geometry.count)?;
         let error = Arc::new(AtomicI32::new(0), GFP_KERNEL)?;
+        let state = AreaState::new()?;
         Arc::pin_init(
             pin_init!(Self {
                 tracker,
@@ -173,7 +223,7 @@ impl DiffArea {
                 error,
                 original_reads <- InFlight::new(),
                 cow_batch <- new_mutex!(()),
-                state <- new_mutex!(AreaState { chunks: RBTree::new(), to_store: RBTree::new() }),
+                state <- new_mutex!(state),
                 stored <- new_condvar!("DiffArea::stored"),
                 held_writes <- new_spinlock!(BioQueue::new()),
                 image_bios <- new_spinlock!(BioQueue::new()),

@@ -19,9 +19,9 @@ use kernel::{
 use crate::{
     event_queue::{EventKind, EventQueue},
     kapi::{
-        bdev::BlockDevice,
+        bdev::{BdevFile, BlockDevice},
         bio::DiskBio,
-        buffer::ChunkBuf,
+        buffer::{self, ChunkBuf},
         file::{File, OpenMode},
         params,
     },
@@ -34,6 +34,9 @@ use crate::{
 #[pin_data]
 pub(crate) struct DiffStorage {
     file: File,
+    /// The storage device, when the storage is one: image reads of stored
+    /// chunks are sent there.
+    device: Option<Arc<BdevFile>>,
     // Held across fallocate: allocations wait for a growth in progress.
     #[pin]
     space: Mutex<StorageSpace>,
@@ -85,6 +88,10 @@ impl DiffStorage {
                 pr_warn!("difference storage is open for writing elsewhere, not guarded: error {}\n", e.to_errno());
             }
         }
+        let device = match file.bdev_id() {
+            Some(dev_id) => Some(Arc::new(BdevFile::open(dev_id)?, GFP_KERNEL)?),
+            None => None,
+        };
         let space = if grows {
             StorageSpace::new(size, limit, step)
         } else {
@@ -95,6 +102,7 @@ impl DiffStorage {
         Arc::pin_init(
             pin_init!(Self {
                 file,
+                device,
                 space <- new_mutex!(space),
                 grows,
                 events,
@@ -103,6 +111,11 @@ impl DiffStorage {
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// The storage device, when the storage is one.
+    pub(crate) fn device(&self) -> Option<&Arc<BdevFile>> {
+        self.device.as_ref()
     }
 
     /// Whether storing can write to `bdev`: such a device cannot be in the
@@ -119,8 +132,7 @@ impl DiffStorage {
     }
 
     fn grow(&self, space: &mut StorageSpace, sectors: u64) -> Result {
-        self.file
-            .allocate(space.capacity << SECTOR_SHIFT, sectors << SECTOR_SHIFT)?;
+        self.file.allocate(space.capacity << SECTOR_SHIFT, sectors << SECTOR_SHIFT)?;
         space.grown(sectors);
         Ok(())
     }
@@ -163,8 +175,10 @@ impl DiffStorage {
         }
     }
 
-    pub(crate) fn write(&self, buf: &ChunkBuf, sector: u64) -> Result {
-        buf.write_to_file(&self.file, sector << SECTOR_SHIFT)
+    /// Write the buffers one after the other from `sector` on, in one I/O;
+    /// each but the last holds whole pages.
+    pub(crate) fn write<'a>(&self, bufs: impl Iterator<Item = &'a ChunkBuf> + Clone, sector: u64) -> Result {
+        buffer::write_all_to_file(&self.file, bufs, sector << SECTOR_SHIFT)
     }
 
     pub(crate) fn read(&self, buf: &mut ChunkBuf, sector: u64) -> Result {

@@ -16,12 +16,7 @@ mod snapimage;
 mod snapshot;
 mod tracker;
 
-use kernel::{
-    c_str,
-    prelude::*,
-    sync::Arc,
-    workqueue::{HasWork, WorkItem},
-};
+use kernel::{c_str, prelude::*, workqueue::RawWorkItem};
 
 use kapi::{
     bioset::BioSet,
@@ -48,14 +43,14 @@ pub(crate) fn snapshots() -> Result<&'static Snapshots> {
 
 /// Run `item`'s work `ID` on the module's workqueue (if it is not pending
 /// already).
-pub(crate) fn enqueue<T, const ID: u64>(item: Arc<T>)
+pub(crate) fn enqueue<W, const ID: u64>(item: W)
 where
-    T: WorkItem<ID, Pointer = Arc<T>> + HasWork<T, ID> + Send + Sync + 'static,
+    W: RawWorkItem<ID> + Send + 'static,
 {
     // Without the queue (never while anything is attached) the item is
     // dropped, and with it its held bios: writes go on, image reads fail.
     if let Some(wq) = WORKQUEUE.get() {
-        let _ = wq.queue().enqueue::<Arc<T>, ID>(item);
+        let _ = wq.queue().enqueue::<W, ID>(item);
     }
 }
 

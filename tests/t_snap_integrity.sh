@@ -2,12 +2,16 @@
 # Randomised integrity: seeded rounds of random multi-threaded O_DIRECT
 # overwrites of a stamped device; the image must hold exactly the stamps of
 # the take, the original the last write of some thread at every sector.
+# Then the whole image is written and read back. Odd rounds keep the
+# difference storage in a file, even ones on a block device (where image
+# reads of stored chunks go straight to the device).
 # Replay a failure with BLKSNAP_INTEGRITY_SEED (and BLKSNAP_INTEGRITY_ROUNDS).
 . tests/lib.sh
 . tests/snap_lib.sh
 load_module diff_storage_minimum=16384
 snap_workdir w
 snap_loop dev 64M
+snap_loop storage_dev 128M
 stamp() { python3 tests/stamp.py "$@"; }
 
 rounds=${BLKSNAP_INTEGRITY_ROUNDS:-5}
@@ -24,8 +28,11 @@ img=$(image_of "$dev")
 for r in $(seq 1 "$rounds"); do
 	seed=$((base + r))
 	step "round $r of $rounds: seed $seed"
-	: >"$w/diff$r"
-	snap_create id "$w/diff$r" 128M "$dev"
+	storage=$w/diff$r
+	[ $((r % 2)) = 0 ] && storage=$storage_dev
+	echo "difference storage: $storage"
+	[ -b "$storage" ] || : >"$storage"
+	snap_create id "$storage" 128M "$dev"
 	snap_take "$id"
 	# Read the image while copy-on-write runs under it: reads of chunks
 	# not copied yet go straight to the original, racing with the writes.
@@ -45,8 +52,14 @@ for r in $(seq 1 "$rounds"); do
 	fi
 	stamp verify "$dev" --plan "$seed" --fill-seed "$fill_seed" "${plan[@]}" ||
 		fail "round $r (seed $seed): the original lost or misplaced a write"
+	# Image writes: every chunk in memory, then stored again in its place.
+	stamp fill "$img" --seed "$seed" --seq 1 || fail "round $r (seed $seed): image write"
+	stamp verify "$img" --seed "$seed" --seq 1 || fail "round $r (seed $seed): image read after image writes"
+	[ "$(snap_info "$dev" error_code)" = 0 ] || fail "round $r (seed $seed): snapshot error after image writes"
+	stamp verify "$dev" --plan "$seed" --fill-seed "$fill_seed" "${plan[@]}" ||
+		fail "round $r (seed $seed): image writes changed the original"
 	snap_destroy "$id"
-	rm -f "$w/diff$r"
+	[ -b "$storage" ] || rm -f "$storage"
 	stamp restore "$dev" --seed "$seed" --fill-seed "$fill_seed" "${plan[@]}" ||
 		fail "round $r (seed $seed): restore"
 done

@@ -1,15 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The I/O of the snapshot image: reads of chunks nobody changed go
-//! straight to the original, the rest (and writes) to a worker that takes
-//! each chunk's part from memory, the storage or the original.
+//! straight to the original, reads of chunks that are one after the other in
+//! a storage device straight there, the rest (and writes) to a worker of
+//! their own that takes each chunk's part from memory, the storage or the
+//! original.
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicI32, Ordering};
-use kernel::{prelude::*, sync::Arc, workqueue::WorkItem};
+use core::{
+    cell::Cell,
+    ops::Range,
+    sync::atomic::{AtomicI32, Ordering},
+};
+use kernel::{
+    init::InPlaceWrite,
+    prelude::*,
+    sync::Arc,
+    workqueue::{impl_has_work, new_work, Work, WorkItem},
+};
 
-use super::{Chunk, DiffArea, StateGuard, IMAGE_WORK};
+use super::{DiffArea, Held, Place, StateGuard, IMAGE_WORK};
 use crate::kapi::{
-    bdev::BlockDevice,
+    bdev::{BdevFile, BlockDevice},
     bio::{DiskBio, DiskOp, ReadEnd},
     blkfilter::FilterId,
     buffer::ChunkBuf,
@@ -19,6 +30,33 @@ use crate::kapi::{
 };
 use crate::math::cbt::SECTOR_SHIFT;
 
+/// One image bio and the work that does it: image I/O runs concurrently,
+/// each bio in a worker of its own.
+#[pin_data]
+struct ImageIo {
+    area: Arc<DiffArea>,
+    bio: Cell<Option<DiskBio>>,
+    #[pin]
+    work: Work<ImageIo>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for ImageIo { self.work }
+}
+
+impl WorkItem for ImageIo {
+    type Pointer = Pin<KBox<Self>>;
+
+    fn run(this: Pin<KBox<Self>>) {
+        let _noio = NoIo::enter();
+        if let Some(mut bio) = this.bio.take() {
+            let result = this.area.image_io(&mut bio);
+            bio.end(result);
+        }
+    }
+}
+
+/// The bios that found no memory for an `ImageIo`, one after the other.
 impl WorkItem<IMAGE_WORK> for DiffArea {
     type Pointer = Arc<Self>;
 
@@ -36,10 +74,11 @@ impl DiffArea {
         self.image_bios.lock().pop()
     }
 
-    /// Send an image read of chunks that are not preserved straight to the
-    /// original, without waiting; gives back any other bio, and a read the
-    /// worker must do.
-    fn read_unchanged(&self, bio: DiskBio) -> Option<DiskBio> {
+    /// Send an image read straight to where its data is, without waiting:
+    /// to the original if it reads no preserved chunk, to the storage device
+    /// if every chunk it reads is there, one after the other; gives back any
+    /// other bio, and a read the worker must do.
+    fn read_direct(&self, bio: DiskBio) -> Option<DiskBio> {
         if bio.op() != DiskOp::Read {
             return Some(bio);
         }
@@ -49,20 +88,53 @@ impl DiffArea {
         {
             return Some(bio);
         }
+        let chunks = self.geometry.chunks(sector, count);
         // Entered before looking: a chunk preserved after this look becomes
         // writable only once the read is over (`preserve_for`).
         let Some(ticket) = self.original_reads.try_enter() else {
             return Some(bio);
         };
-        if !self.geometry.chunks(sector, count).all(|c| !self.preserved.get(c)) {
-            return Some(bio);
+        if chunks.clone().all(|c| !self.preserved.get(c)) {
+            let read = self.image_read_end(Some(ticket));
+            return bio.read_async_from(&self.orig, sector, read).err().map(|(bio, _)| bio);
         }
-        let read = OriginalRead {
-            error: self.error.clone(),
-            filter: self.tracker.id(),
-            _ticket: ticket,
-        };
-        bio.read_async_from(&self.orig, read).err().map(|(bio, _)| bio)
+        drop(ticket);
+        let first = self.geometry.chunk_sectors(chunks.start).0;
+        match (self.storage.device(), self.stored_run(chunks)) {
+            (Some(device), Some(at)) => {
+                let read = self.image_read_end(None);
+                bio.read_async_from(device, at + (sector - first), read).err().map(|(bio, _)| bio)
+            }
+            _ => Some(bio),
+        }
+    }
+
+    /// Where `chunks` are in the storage, if every one is there (not in
+    /// memory), one after the other: a stored chunk stays where it is. Not
+    /// for the last chunk of a device that ends inside a chunk: it may have
+    /// been too short for direct I/O, and so written through the storage's
+    /// page cache.
+    fn stored_run(&self, chunks: Range<u64>) -> Option<u64> {
+        let last = chunks.end.checked_sub(1)?;
+        let partial = last + 1 == self.geometry.count && self.geometry.chunk_sectors(last).1 != self.geometry.sectors();
+        if partial || !chunks.clone().all(|c| self.preserved.get(c)) {
+            return None;
+        }
+        let state = self.state.lock();
+        let at = state.stored_at.get(chunks.start)?;
+        chunks
+            .clone()
+            .all(|c| {
+                state.held.get(&c).is_none()
+                    && state.stored_at.get(c) == Some(at + (c - chunks.start) * self.geometry.sectors())
+            })
+            .then_some(at)
+    }
+
+    /// How an image read sent on without the worker ends; `ticket` holds
+    /// back the writes to the original it reads.
+    fn image_read_end(&self, ticket: Option<InFlightTicket>) -> DirectRead {
+        DirectRead { error: self.error.clone(), filter: self.tracker.id(), orig: self.orig.clone(), _ticket: ticket }
     }
 
     /// Whether data read from the original for the image, now that the read
@@ -88,9 +160,8 @@ impl DiffArea {
             return Err(EIO);
         }
         let start = sector << SECTOR_SHIFT;
-        let mut state = self.state.lock();
         let result = match op {
-            DiskOp::Read => self.image_read(&mut state, bio, start).and_then(|()| {
+            DiskOp::Read => self.image_read(bio, start).and_then(|()| {
                 if Self::original_intact(&self.error, self.tracker.id(), self.orig.bdev()) {
                     Ok(())
                 } else {
@@ -98,12 +169,14 @@ impl DiffArea {
                 }
             }),
             DiskOp::Write => {
+                let mut state = self.state.lock();
                 let r = bio.for_each_piece(|offset, data| {
                     for part in self.geometry.parts(start + offset as u64, data.len()) {
                         self.image_write(&mut state, part.chunk, part.offset, &data[part.bytes])?;
                     }
                     Ok(())
                 });
+                drop(state);
                 if r.is_ok() {
                     self.tracker.mark_dirty(sector, count);
                 }
@@ -112,7 +185,6 @@ impl DiffArea {
             DiskOp::Flush => Ok(()),
             DiskOp::Other => Err(crate::kapi::errno::eopnotsupp()),
         };
-        drop(state);
         self.throttle(0);
         if let Err(e) = result {
             if op == DiskOp::Write || e != EIO {
@@ -125,20 +197,37 @@ impl DiffArea {
     }
 
     /// Read the image: each chunk's part from where its old contents are.
-    /// The lock keeps chunks that are not preserved from being copied (and
-    /// so written) meanwhile.
-    fn image_read(&self, state: &mut StateGuard<'_>, bio: &mut DiskBio, start: u64) -> Result {
+    /// Only memory is read under the lock: a stored chunk stays where it is
+    /// (an image write stores it again in the same place, and changes only
+    /// what it wrote), and a part of the original is read with a ticket of
+    /// `original_reads`, which holds back the writes to it once it is
+    /// preserved (or, when none is to be had, under the lock, which keeps it
+    /// from being preserved meanwhile).
+    fn image_read(&self, bio: &mut DiskBio, start: u64) -> Result {
         for part in self.geometry.parts(start, bio.len()) {
-            self.wait_stored(state, part.chunk);
-            match state.chunks.get(&part.chunk) {
-                Some(Chunk { buf: Some(buf), .. }) => {
+            // Entered before looking, as in `read_direct`.
+            let ticket = self.original_reads.try_enter();
+            let mut state = self.state.lock();
+            self.wait_stored(&mut state, part.chunk);
+            let stored_at = match state.place(part.chunk) {
+                Place::Memory(buf) => {
                     let base = part.bytes.start;
-                    bio.for_each_piece_in(part.bytes, |offset, data| buf.read_at(part.offset + offset - base, data))?
+                    bio.for_each_piece_in(part.bytes, |offset, data| buf.read_at(part.offset + offset - base, data))?;
+                    continue;
                 }
-                Some(Chunk { stored_at: Some(at), .. }) => {
-                    self.storage.read_part(bio, part.bytes, *at, part.offset)?
+                Place::Storage(at) => Some(at),
+                Place::Original => None,
+            };
+            match stored_at {
+                Some(at) => {
+                    drop(state);
+                    drop(ticket);
+                    self.storage.read_part(bio, part.bytes, at, part.offset)?
                 }
-                _ => bio.read_part_from(self.orig.bdev(), part.bytes)?,
+                None => {
+                    let _locked = ticket.is_none().then_some(state);
+                    bio.read_part_from(self.orig.bdev(), part.bytes)?
+                }
             }
         }
         Ok(())
@@ -157,43 +246,39 @@ impl DiffArea {
     }
 
     /// Write `data` at `offset` of chunk `index` of the image.
-    fn image_write(
-        self: &Arc<Self>,
-        state: &mut StateGuard<'_>,
-        index: u64,
-        offset: usize,
-        data: &[u8],
-    ) -> Result {
+    fn image_write(self: &Arc<Self>, state: &mut StateGuard<'_>, index: u64, offset: usize, data: &[u8]) -> Result {
         self.wait_stored(state, index);
-        if state.chunks.get(&index).is_none() {
-            let buf = self.load(index, None)?;
-            self.keep_preserved(state, index, buf)?;
-        }
-        let chunk = state.chunks.get_mut(&index).ok_or(EINVAL)?;
-        if chunk.buf.is_none() {
-            chunk.buf = Some(self.load(index, chunk.stored_at)?);
-        }
-        if let Some(buf) = chunk.buf.as_mut() {
+        if let Some(Held { buf: Some(buf), .. }) = state.held.get_mut(&index) {
             buf.write_at(offset, data)?;
+            return self.queue_store(state, index);
         }
-        self.queue_store(state, index)
+        let stored_at = state.stored_at.get(index);
+        let mut buf = self.load(index, stored_at)?;
+        buf.write_at(offset, data)?;
+        if stored_at.is_some() {
+            self.hold(state, index, buf)
+        } else {
+            self.keep_preserved(state, index, buf)
+        }
     }
 }
 
-/// An image read sent straight to the original: it holds back the writes
-/// that would change what it reads until it is over.
-struct OriginalRead {
+/// An image read sent straight to the original or the storage. One of the
+/// original holds back the writes that would change what it reads until it
+/// is over.
+struct DirectRead {
     error: Arc<AtomicI32>,
     filter: FilterId,
-    _ticket: InFlightTicket,
+    orig: Arc<BdevFile>,
+    _ticket: Option<InFlightTicket>,
 }
 
-impl ReadEnd for OriginalRead {
-    fn result(&self, orig: &BlockDevice, read: Result) -> Result {
+impl ReadEnd for DirectRead {
+    fn result(&self, read: Result) -> Result {
         read?;
         // The snapshot broke while the read was in flight: a write may have
         // changed the data it read.
-        if DiffArea::original_intact(&self.error, self.filter, orig) {
+        if DiffArea::original_intact(&self.error, self.filter, self.orig.bdev()) {
             Ok(())
         } else {
             Err(EIO)
@@ -207,9 +292,24 @@ impl DiskHandler for DiffArea {
             bio.end(Err(EIO));
             return;
         }
-        if let Some(bio) = this.read_unchanged(bio) {
-            this.image_bios.lock().push(bio);
-            crate::enqueue::<_, IMAGE_WORK>(this.clone());
+        let Some(bio) = this.read_direct(bio) else {
+            return;
+        };
+        // The caller is submitting I/O: no waiting for memory. Without it,
+        // the bio waits its turn in the queue of the one shared worker.
+        match KBox::<ImageIo>::new_uninit(GFP_NOWAIT) {
+            Ok(slot) => {
+                let Ok(io) = slot.write_pin_init(pin_init!(ImageIo {
+                    area: this.clone(),
+                    bio: Cell::new(Some(bio)),
+                    work <- new_work!("ImageIo::work"),
+                }));
+                crate::enqueue::<_, 0>(io);
+            }
+            Err(_) => {
+                this.image_bios.lock().push(bio);
+                crate::enqueue::<_, IMAGE_WORK>(this.clone());
+            }
         }
     }
 }

@@ -326,14 +326,15 @@ impl DiskBio {
         }
     }
 
-    /// Read the bio's data from the same sectors of `orig`, straight into
+    /// Read the bio's data from `target`, from `sector` on, straight into
     /// its memory, without waiting: when that read ends, the bio ends with
     /// what `guard` makes of its result, then `guard` is dropped (in the
     /// read's completion, any context). Gives the bio back if memory is
     /// short: the caller is submitting I/O and must not wait for memory.
     pub(crate) fn read_async_from<G: ReadEnd>(
         self,
-        orig: &Arc<BdevFile>,
+        target: &Arc<BdevFile>,
+        sector: u64,
         guard: G,
     ) -> Result<(), (Self, G)> {
         let (Ok(ctx), Ok(set)) = (KBox::<ReadContext<G>>::new_uninit(GFP_NOWAIT), module_bio_set()) else {
@@ -344,7 +345,7 @@ impl DiskBio {
         // clone may be refused, never waited for.
         let clone = unsafe {
             bindings::bio_alloc_clone(
-                orig.bdev().as_raw(),
+                target.bdev().as_raw(),
                 self.get(),
                 bindings::GFP_NOWAIT,
                 set,
@@ -357,13 +358,15 @@ impl DiskBio {
             ctx,
             ReadContext {
                 parent: self,
-                orig: orig.clone(),
+                _target: target.clone(),
                 guard,
             },
         ));
         // SAFETY: the clone is ours; `read_done` takes the context back
-        // once, when the read ends. The context keeps `orig` open meanwhile.
+        // once, when the read ends. The context keeps `target` open
+        // meanwhile.
         unsafe {
+            (*clone).bi_iter.bi_sector = sector;
             (*clone).bi_private = ctx.cast();
             (*clone).bi_end_io = Some(read_done::<G>);
             bindings::submit_bio_noacct(clone);
@@ -400,15 +403,15 @@ impl Drop for DiskBio {
 
 /// Decides how a bio read by [`DiskBio::read_async_from`] ends.
 pub(crate) trait ReadEnd: Send {
-    /// The read from `orig` ended with `read`: the result the bio ends with.
-    /// Called in the read's completion (any context: it must not sleep).
-    fn result(&self, orig: &BlockDevice, read: Result) -> Result;
+    /// The read ended with `read`: the result the bio ends with. Called in
+    /// the read's completion (any context: it must not sleep).
+    fn result(&self, read: Result) -> Result;
 }
 
 /// What a read sent on by [`DiskBio::read_async_from`] ends when done.
 struct ReadContext<G> {
     parent: DiskBio,
-    orig: Arc<BdevFile>,
+    _target: Arc<BdevFile>,
     guard: G,
 }
 
@@ -426,8 +429,8 @@ unsafe extern "C" fn read_done<G: ReadEnd>(clone: *mut bindings::bio) {
         bindings::bio_put(clone);
         (ctx, errno)
     };
-    let ReadContext { parent, orig, guard } = KBox::into_inner(ctx);
-    parent.end(guard.result(orig.bdev(), kernel::error::to_result(errno)));
+    let ReadContext { parent, _target, guard } = KBox::into_inner(ctx);
+    parent.end(guard.result(kernel::error::to_result(errno)));
     drop(guard);
 }
 

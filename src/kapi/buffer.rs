@@ -89,17 +89,15 @@ impl ChunkBuf {
         unsafe { file.rw_vectors(&vecs, 0, self.len, pos, Direction::Read) }
     }
 
-    /// Write the buffer to `file` at byte `pos`.
-    pub(crate) fn write_to_file(&self, file: &File, pos: u64) -> Result {
-        let vecs = self.vectors()?;
-        // SAFETY: the vectors are this buffer's pages, `len` bytes, borrowed
-        // (so unchanged) for the call.
-        unsafe { file.rw_vectors(&vecs, 0, self.len, pos, Direction::Write) }
-    }
-
     /// The buffer's pages as I/O vectors.
     fn vectors(&self) -> Result<KVec<bindings::bio_vec>> {
         let mut vecs = KVec::with_capacity(self.pages.len(), GFP_KERNEL)?;
+        self.push_vectors(&mut vecs)?;
+        Ok(vecs)
+    }
+
+    /// Append the buffer's pages to `vecs`.
+    fn push_vectors(&self, vecs: &mut KVec<bindings::bio_vec>) -> Result {
         let mut left = self.len;
         for page in self.pages.iter() {
             let n = left.min(PAGE_SIZE);
@@ -113,8 +111,30 @@ impl ChunkBuf {
             )?;
             left -= n;
         }
-        Ok(vecs)
+        Ok(())
     }
+}
+
+/// Write the buffers one after the other to `file` from byte `pos` on, in
+/// one I/O: each but the last must hold whole pages (EINVAL otherwise).
+pub(crate) fn write_all_to_file<'a>(
+    file: &File,
+    bufs: impl Iterator<Item = &'a ChunkBuf> + Clone,
+    pos: u64,
+) -> Result {
+    let pages = bufs.clone().map(|b| b.pages.len()).sum();
+    let mut vecs = KVec::with_capacity(pages, GFP_KERNEL)?;
+    let mut len = 0;
+    for buf in bufs {
+        if len % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        buf.push_vectors(&mut vecs)?;
+        len += buf.len;
+    }
+    // SAFETY: the vectors are the buffers' pages, `len` bytes, borrowed (so
+    // unchanged) for the call.
+    unsafe { file.rw_vectors(&vecs, 0, len, pos, Direction::Write) }
 }
 
 /// Fill each buffer from `bdev`, starting at its sector, bypassing the page

@@ -111,6 +111,17 @@ impl File {
         unsafe { blksnap_file_is_bdev(self.as_raw().cast()) }
     }
 
+    /// The number of the block device the file is, if it is one.
+    pub(crate) fn bdev_id(&self) -> Option<(u32, u32)> {
+        if !self.is_bdev() {
+            return None;
+        }
+        // SAFETY: by the type invariant the file is open, and it is a block
+        // device: `file_bdev` gives its live device.
+        let bdev = unsafe { BlockDevice::from_raw(bindings::file_bdev(self.as_raw())) };
+        Some(bdev.dev_id())
+    }
+
     /// Size in bytes (EINVAL if it is neither a regular file nor a block
     /// device).
     pub(crate) fn size(&self) -> Result<u64> {

@@ -6,7 +6,7 @@
 
 use core::ops::Range;
 
-use crate::math::cbt::SECTOR_SHIFT;
+use crate::math::{cbt::SECTOR_SHIFT, chunk_index::MAX_CHUNKS};
 
 /// The module parameters that bound the chunk size.
 #[derive(Clone, Copy, Debug)]
@@ -38,13 +38,13 @@ const MAX_SHIFT: u32 = 30;
 impl ChunkGeometry {
     /// The smallest chunk size within `limits`, never below a page nor the
     /// device's `io_min` bytes, for which the device has at most
-    /// 2^`max_count_shift` chunks; at the largest size, whatever count that
-    /// gives.
+    /// 2^`max_count_shift` chunks (and at most `MAX_CHUNKS`, what the chunk
+    /// index holds); at the largest size, whatever count that gives.
     pub fn new(capacity: u64, io_min: u32, limits: &ChunkLimits) -> Self {
         let io_min_shift = io_min.max(1).next_power_of_two().trailing_zeros();
         let max_shift = limits.max_shift.clamp(PAGE_SHIFT, MAX_SHIFT);
         let mut shift = limits.min_shift.max(io_min_shift).clamp(PAGE_SHIFT, max_shift);
-        let max_count = 1u64 << limits.max_count_shift.min(63);
+        let max_count = (1u64 << limits.max_count_shift.min(63)).min(MAX_CHUNKS);
         while count_of(capacity, shift) > max_count && shift < max_shift {
             shift += 1;
         }

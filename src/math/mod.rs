@@ -7,4 +7,6 @@ pub(crate) mod cbt;
 #[allow(unreachable_pub)]
 pub(crate) mod chunk;
 #[allow(unreachable_pub)]
+pub(crate) mod chunk_index;
+#[allow(unreachable_pub)]
 pub(crate) mod storage;

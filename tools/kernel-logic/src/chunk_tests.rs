@@ -67,3 +67,11 @@ fn parts_split_a_byte_range_at_chunk_borders() {
     assert_eq!(parts.len(), 3);
     assert_eq!(parts[2], ChunkPart { chunk: 5, offset: 0, bytes: 2 * c..2 * c + 1 });
 }
+
+#[test]
+fn chunk_grows_until_the_index_holds_every_chunk() {
+    // 2 PiB at 256 KiB would be 2^33 chunks.
+    let g = ChunkGeometry::new(1 << 42, 512, &DEFAULTS);
+    assert_eq!((g.shift, g.count), (20, 1 << 31));
+    assert!(g.count <= crate::math::chunk_index::MAX_CHUNKS);
+}

@@ -8,6 +8,8 @@ pub mod math;
 #[cfg(test)]
 mod cbt_tests;
 #[cfg(test)]
+mod chunk_index_tests;
+#[cfg(test)]
 mod chunk_tests;
 #[cfg(test)]
 mod storage_tests;

@@ -5,5 +5,7 @@
 pub mod cbt;
 #[path = "../../../../src/math/chunk.rs"]
 pub mod chunk;
+#[path = "../../../../src/math/chunk_index.rs"]
+pub mod chunk_index;
 #[path = "../../../../src/math/storage.rs"]
 pub mod storage;
