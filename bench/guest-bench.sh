@@ -27,7 +27,7 @@ rm -f "$jsonl" "$out"/fio/*.json "$out"/profile-*.txt
 if [ "$mode" = full ]; then
 	reps=3 runtime=10
 	loop_mb=512 loop_cow_mb=640
-	cbt_gb=64
+	cbt_gb=1024
 	storage_step=262144 # diff_storage_minimum: 128 MiB
 else
 	reps=1 runtime=1
@@ -85,9 +85,16 @@ declare -A WORKLOAD=(
 	[seqwrite1m]="--rw=write --bs=1m"
 	[randread4k]="--rw=randread --bs=4k"
 	[seqread1m]="--rw=read --bs=1m"
+	[randread4k-qd1]="--rw=randread --bs=4k --iodepth=1"
+	[seqread1m-qd1]="--rw=read --bs=1m --iodepth=1"
+	[randread4k-qd32]="--rw=randread --bs=4k --iodepth=32"
+	[seqread1m-qd32]="--rw=read --bs=1m --iodepth=32"
 )
 WRITES="randwrite4k seqwrite1m"
 READS="randread4k seqread1m"
+# Reads at iodepth 1 and 32 (the others run at 4): of the images with every
+# chunk copied, against the raw device.
+DEPTH_READS="randread4k-qd1 seqread1m-qd1 randread4k-qd32 seqread1m-qd32"
 
 # first_touch_log SIZE: a fio I/O log of one 4 KiB write at the start of
 # each chunk of a SIZE-byte device, in a random order (the same every time):
@@ -226,7 +233,7 @@ mem_cbt() {
 			taken=$(kmem)
 			emit type=mem what=snapshot-idle "device_bytes=$((cbt_gb << 30))" \
 				"delta_bytes=$((taken - attached))" \
-				"formula_bytes=$(( ((cbt_gb << 30) / (chunk_sectors * 512) + 63) / 64 * 8 ))"
+				"formula_bytes=$(( ((cbt_gb << 30) / (chunk_sectors * 512) + 63) / 64 * 8 * 2 ))"
 			$BLKSNAP snapshot_destroy -i "$id" >/dev/null || error "destroy $id"
 		else
 			error "snapshot of $dev for memory"
@@ -321,7 +328,7 @@ blksnap_round() {
 		fio_run "$target" blksnap-rewrite "$rep" "$orig" "$w"
 		if [ "$w" = seqwrite1m ]; then
 			settle "$cow"
-			fio_run "$target" blksnap-image-copied "$rep" "$img" $READS
+			fio_run "$target" blksnap-image-copied "$rep" "$img" $READS $DEPTH_READS
 		fi
 		info=$($BLKSNAP snapshot_info -d "$orig" --field error_code)
 		[ "$info" = 0 ] || error "$target: snapshot broke: error_code $info"
@@ -363,7 +370,7 @@ dm_round() {
 	settle "$cow"
 	fio_run "$target" dm-rewrite "$rep" /dev/mapper/bench-origin "$w"
 	if [ "$w" = seqwrite1m ]; then
-		fio_run "$target" dm-image-copied "$rep" /dev/mapper/bench-snap $READS
+		fio_run "$target" dm-image-copied "$rep" /dev/mapper/bench-snap $READS $DEPTH_READS
 	fi
 	dm status bench-snap | grep -q Invalid && error "$target: dm-snapshot invalidated"
 	dm remove bench-snap || error "$target: dm remove"
@@ -380,7 +387,7 @@ bench_target() {
 	fill "$cow"
 	for rep in $(seq 1 "$reps"); do
 		log "$target: repetition $rep of $reps"
-		fio_run "$target" raw "$rep" "$orig" $WRITES $READS
+		fio_run "$target" raw "$rep" "$orig" $WRITES $READS $DEPTH_READS
 		if $BLKSNAP attach -d "$orig" >/dev/null; then
 			fio_run "$target" tracking "$rep" "$orig" $WRITES $READS
 			for w in $WRITES; do blksnap_round "$target" "$rep" "$orig" "$cow" "$w"; done
