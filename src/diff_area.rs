@@ -90,10 +90,6 @@ impl AreaState {
         }
     }
 
-    fn is_preserved(&self, index: u64) -> bool {
-        self.held.get(&index).is_some() || self.stored_at.get(index).is_some()
-    }
-
     /// Index chunk `index` as stored at `sector`, growing the index if it
     /// must.
     fn index_stored(&mut self, index: u64, sector: u64) -> Result {

@@ -99,13 +99,15 @@ impl DiffArea {
             return bio.read_async_from(&self.orig, sector, read).err().map(|(bio, _)| bio);
         }
         drop(ticket);
+        let Some(device) = self.storage.device() else {
+            return Some(bio);
+        };
         let first = self.geometry.chunk_sectors(chunks.start).0;
-        match (self.storage.device(), self.stored_run(chunks)) {
-            (Some(device), Some(at)) => {
-                let read = self.image_read_end(None);
-                bio.read_async_from(device, at + (sector - first), read).err().map(|(bio, _)| bio)
+        match self.stored_run(chunks) {
+            Some(at) => {
+                bio.read_async_from(device, at + (sector - first), self.image_read_end(None)).err().map(|(bio, _)| bio)
             }
-            _ => Some(bio),
+            None => Some(bio),
         }
     }
 

@@ -24,7 +24,7 @@ impl WorkItem<STORE_WORK> for DiffArea {
 impl DiffArea {
     /// Keep `buf` as the old contents of chunk `index`, unless it has some.
     pub(super) fn keep_preserved(self: &Arc<Self>, state: &mut AreaState, index: u64, buf: ChunkBuf) -> Result {
-        if state.is_preserved(index) {
+        if self.preserved.get(index) {
             return Ok(());
         }
         self.hold(state, index, buf)?;
