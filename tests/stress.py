@@ -14,8 +14,11 @@ devices. Whatever the timing, each cycle checks that
     marked in the CBT table of this take with a number above the previous
     take's, and so is every block written between the two takes.
 
-usage: stress.py --blksnap CLI --storage DIR --fill-seed F --seed S
-                 --rounds N DEV DEV
+usage: stress.py --blksnap CLI --storage DIR [--storage-device DEV]
+                 --fill-seed F --seed S --rounds N DEV DEV
+With --storage-device, even cycles keep the difference storage on that
+block device (where image reads of stored chunks go straight to it), odd
+ones in a file in DIR.
 Both devices are stamped with `stamp.py fill --seed F`, have the blksnap
 filter attached and are in no snapshot. Each writer owns a slice of a
 device: O_DIRECT random, O_DIRECT sequential, buffered random (each write
@@ -275,8 +278,10 @@ class Stress:
     def cycle(self, n, prev, last_take_end):
         for d in self.disks:
             d.prune()
-        storage = os.path.join(self.a.storage, f"diff{n}")
-        open(storage, "w").close()
+        on_device = self.a.storage_device is not None and n % 2 == 0
+        storage = self.a.storage_device if on_device else os.path.join(self.a.storage, f"diff{n}")
+        if not on_device:
+            open(storage, "w").close()
         args = ["snapshot_create", "-f", storage, "-l", "1G"]
         for d in self.disks:
             args += ["-d", d.path]
@@ -318,7 +323,8 @@ class Stress:
                 while self.readers_busy:
                     self.take_lock.wait()
             self.cli("snapshot_destroy", "-i", sid)
-            os.unlink(storage)
+            if not on_device:
+                os.unlink(storage)
         return [(v, info) for v, (info, _) in zip(values, cbts)], take[1]
 
     def info_error(self, disk):
@@ -362,6 +368,7 @@ def main():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--blksnap", required=True)
     p.add_argument("--storage", required=True)
+    p.add_argument("--storage-device")
     p.add_argument("--fill-seed", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--rounds", type=int, default=5)
