@@ -9,8 +9,11 @@ use super::{AreaState, DiffArea, Held, StateGuard, STORE_WORK};
 use crate::kapi::{buffer::ChunkBuf, task::NoIo};
 use crate::math::{cbt::SECTOR_SHIFT, chunk_index::storage_sectors};
 
-/// Chunks written to the storage in one I/O: 4 MiB of 256 KiB chunks.
-const STORE_BATCH: usize = 16;
+/// Chunks written to the storage in one I/O. 16 made first-touch writes
+/// faster, but a discard of a whole device under memory pressure then
+/// peaked at 47 and 65 MiB beyond caches (t_snap_memory_pressure, 8 MiB of
+/// chunks allowed), for reasons not found yet: one until they are.
+const STORE_BATCH: usize = 1;
 
 impl WorkItem<STORE_WORK> for DiffArea {
     type Pointer = Arc<Self>;
@@ -49,11 +52,11 @@ impl DiffArea {
         Ok(())
     }
 
-    /// While more than `chunk_maximum_in_queue` less `reserve` chunks wait in
-    /// memory, store some now: this throttles the writers (and image
-    /// writes).
+    /// While more than `chunk_maximum_in_queue` less `reserve` chunks are in
+    /// memory (waiting, or in a batch being stored), store some now: this
+    /// throttles the writers (and image writes).
     pub(super) fn throttle(self: &Arc<Self>, reserve: usize) {
-        while self.state.lock().to_store.iter().count() + reserve > self.max_in_memory {
+        while self.state.lock().held.iter().count() + reserve > self.max_in_memory {
             if !self.store_some() {
                 break;
             }
