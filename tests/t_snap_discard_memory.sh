@@ -5,7 +5,8 @@
 # wait in memory, however large the bio. The 256 MiB original is sparse (it
 # reads as zeros, fast) and the difference storage is dm-zero (writes
 # vanish, reads give zeros) behind dm-delay, which makes each write take
-# 5 ms: storing lags behind copying, as on a real system under load. The
+# 50 ms: storing lags behind copying (even when chunks are stored 16 in
+# one write), as on a real system under load. The
 # image stays all zeros and only the module's memory grows; its peak is
 # read from MemAvailable while the discard runs.
 . tests/lib.sh
@@ -17,7 +18,7 @@ zero=zero$RANDOM
 dm create "$zero" --table "0 $((1 << 21)) zero" && dm mknodes "$zero" || fail "dm-zero"
 on_exit dm remove --retry "$zero"
 storage=slowzero$RANDOM
-dm create "$storage" --table "0 $((1 << 21)) delay /dev/mapper/$zero 0 0 /dev/mapper/$zero 0 5" &&
+dm create "$storage" --table "0 $((1 << 21)) delay /dev/mapper/$zero 0 0 /dev/mapper/$zero 0 50" &&
 	dm mknodes "$storage" || fail "dm-delay"
 on_exit dm remove --retry "$storage"
 snap_create id "/dev/mapper/$storage" 1G "$dev"
