@@ -9,8 +9,9 @@
 # OUTDIR/console.log, and the command's exit status in OUTDIR/status
 # (missing if the VM died or hung).
 # BLKSNAP_VM_DISKS="SIZE..." (optional, for benchmarks) adds a raw virtio
-# disk of each size, backed by a sparse file in OUTDIR/disks that is removed
-# when the VM ends; the guest sees them as /dev/vda, /dev/vdb, ... in order.
+# disk of each size, backed by a sparse file in OUTDIR/disks (or in
+# BLKSNAP_VM_DISK_DIR, e.g. /dev/shm) that is removed when the VM ends; the
+# guest sees them as /dev/vda, /dev/vdb, ... in order.
 set -euo pipefail
 
 . "$(dirname "$0")/env.sh"
@@ -20,11 +21,16 @@ mkdir -p "$out"
 rm -f "$out"/{status,output.log,console.log,dmesg.log}
 rm -rf "$out/disks"
 disks=()
+disk_dir=$out/disks
+if [ -n "${BLKSNAP_VM_DISKS:-}" ]; then
+	[ -n "${BLKSNAP_VM_DISK_DIR:-}" ] && disk_dir=$(mktemp -d "$BLKSNAP_VM_DISK_DIR/blksnap-vm-disks.XXXXXX")
+	mkdir -p "$disk_dir"
+	trap 'rm -rf "$disk_dir"' EXIT
+fi
 i=0
 for size in ${BLKSNAP_VM_DISKS:-}; do
-	mkdir -p "$out/disks"
-	truncate -s "$size" "$out/disks/disk$i.img"
-	disks+=(-drive "file=$out/disks/disk$i.img,if=virtio,format=raw")
+	truncate -s "$size" "$disk_dir/disk$i.img"
+	disks+=(-drive "file=$disk_dir/disk$i.img,if=virtio,format=raw")
 	i=$((i + 1))
 done
 
@@ -70,4 +76,3 @@ init=$TOP/scripts/guest-init.sh BLKSNAP_TOP=$TOP BLKSNAP_CACHE=$BLKSNAP_CACHE \
 BLKSNAP_TIMEOUT=$timeout \
 BLKSNAP_CMD=\"$cmd\"" \
 	</dev/null || true
-rm -rf "$out/disks"

@@ -15,7 +15,7 @@ mod cow;
 mod image;
 mod store;
 
-use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use kernel::{
     new_condvar, new_mutex, new_spinlock,
     prelude::*,
@@ -124,6 +124,39 @@ impl ChunkBits {
     }
 }
 
+/// Chunks in memory, counted apart from `AreaState`: copy-on-write in the
+/// submit path reads them and must not wait for its lock, which is held
+/// across image I/O to the original.
+struct InMemory {
+    /// `chunk_maximum_in_queue`: how many there may be, whatever the size of
+    /// the device.
+    max: usize,
+    /// Chunks in `AreaState::held`.
+    held: AtomicUsize,
+    /// Chunks being read by the batches of copies in flight.
+    reading: AtomicUsize,
+}
+
+impl InMemory {
+    fn new(max: usize) -> Self {
+        Self { max, held: AtomicUsize::new(0), reading: AtomicUsize::new(0) }
+    }
+
+    fn total(&self) -> usize {
+        self.held.load(Ordering::Relaxed) + self.reading.load(Ordering::Relaxed)
+    }
+
+    /// Count `n` more chunks being read, if the total stays within `max`.
+    fn start_reading(&self, n: usize) -> bool {
+        let before = self.reading.fetch_add(n, Ordering::Relaxed);
+        if before + n + self.held.load(Ordering::Relaxed) <= self.max {
+            return true;
+        }
+        self.reading.fetch_sub(n, Ordering::Relaxed);
+        false
+    }
+}
+
 /// Ids of the works of a difference area.
 const COW_WORK: u64 = 0;
 const IMAGE_WORK: u64 = 1;
@@ -136,7 +169,7 @@ pub(crate) struct DiffArea {
     geometry: ChunkGeometry,
     storage: Arc<DiffStorage>,
     events: Arc<EventQueue>,
-    max_in_memory: usize,
+    in_memory: InMemory,
     /// Chunks whose old contents are in `state` (held or stored): image
     /// reads take them from there. Set under `state`.
     preserved: ChunkBits,
@@ -153,6 +186,9 @@ pub(crate) struct DiffArea {
     /// Held by the copy-on-write worker while it has writes in hand.
     #[pin]
     cow_batch: Mutex<()>,
+    /// Batches of copies being read, with the writes they hold.
+    #[pin]
+    copies: InFlight,
     // Held across image I/O (so copy-on-write waits for it), never across
     // copies from the original or writes to the storage.
     #[pin]
@@ -213,12 +249,13 @@ impl DiffArea {
                 geometry,
                 storage,
                 events,
-                max_in_memory,
+                in_memory: InMemory::new(max_in_memory),
                 preserved,
                 writable,
                 error,
                 original_reads <- InFlight::new(),
                 cow_batch <- new_mutex!(()),
+                copies <- InFlight::new(),
                 state <- new_mutex!(state),
                 stored <- new_condvar!("DiffArea::stored"),
                 held_writes <- new_spinlock!(BioQueue::new()),

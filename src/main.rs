@@ -5,6 +5,9 @@
 //! domain modules (`tracker`, `snapshot`, ...) are safe Rust, and `ctl` turns
 //! ioctls into typed requests and errors into errno values.
 
+// The initialiser of `DiffArea` (pin_init!) nests deeper than the default.
+#![recursion_limit = "256"]
+
 mod cbt_map;
 mod ctl;
 mod diff_area;

@@ -3,6 +3,7 @@
 //! memory until a worker (or a throttled writer) writes them there.
 #![forbid(unsafe_code)]
 
+use core::sync::atomic::Ordering;
 use kernel::{page::PAGE_SIZE, prelude::*, rbtree::RBTreeNode, sync::Arc, workqueue::WorkItem};
 
 use super::{AreaState, DiffArea, Held, StateGuard, STORE_WORK};
@@ -37,7 +38,9 @@ impl DiffArea {
     /// to be stored.
     pub(super) fn hold(self: &Arc<Self>, state: &mut AreaState, index: u64, buf: ChunkBuf) -> Result {
         let held = Held { buf: Some(buf), storing: false };
-        state.held.insert(RBTreeNode::new(index, held, GFP_KERNEL)?);
+        if state.held.insert(RBTreeNode::new(index, held, GFP_KERNEL)?).is_none() {
+            self.in_memory.held.fetch_add(1, Ordering::Relaxed);
+        }
         self.queue_store(state, index)
     }
 
@@ -51,10 +54,10 @@ impl DiffArea {
     }
 
     /// While more than `chunk_maximum_in_queue` less `reserve` chunks are in
-    /// memory (waiting, or in a batch being stored), store some now: this
-    /// throttles the writers (and image writes).
+    /// memory (being read, waiting, or in a batch being stored), store some
+    /// now: this throttles the writers (and image writes).
     pub(super) fn throttle(self: &Arc<Self>, reserve: usize) {
-        while self.state.lock().held.iter().count() + reserve > self.max_in_memory {
+        while self.in_memory.total() + reserve > self.in_memory.max {
             if !self.store_some() {
                 break;
             }
@@ -127,7 +130,11 @@ impl DiffArea {
             at = at.map(|sector| sector + storage_sectors((buf.len() >> SECTOR_SHIFT) as u64));
             match indexed {
                 // Image reads find it in the storage from now on.
-                Ok(()) => drop(state.held.remove(&index)),
+                Ok(()) => {
+                    if state.held.remove(&index).is_some() {
+                        self.in_memory.held.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
                 Err(e) => {
                     if let Some(held) = state.held.get_mut(&index) {
                         held.storing = false;

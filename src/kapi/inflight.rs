@@ -57,6 +57,14 @@ impl InFlight {
         })
     }
 
+    /// How many are in flight now.
+    pub(crate) fn count(&self) -> usize {
+        // SAFETY: by the type invariant the counter is a live atomic;
+        // `atomic_t` is an `int`, read here atomically.
+        let count = unsafe { core::sync::atomic::AtomicI32::from_ptr(self.count.get().cast()) };
+        count.load(core::sync::atomic::Ordering::Relaxed).max(0) as usize
+    }
+
     /// Wait until no I/O is in flight.
     pub(crate) fn wait_idle(&self) {
         // SAFETY: by the type invariant both counters are live atomics.

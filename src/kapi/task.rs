@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The current task: no-I/O allocation scopes
 //! (`memalloc_noio_save()`), in which allocations on the I/O path do not
-//! recurse into reclaim that writes to the device being copied, and
+//! recurse into reclaim that writes to the device being copied, plugs, and
 //! voluntary rescheduling.
+
+use kernel::bindings;
 
 extern "C" {
     fn blksnap_cond_resched();
@@ -40,4 +42,18 @@ pub(crate) fn cond_resched() {
     // SAFETY: called in process context without locks held (the callers
     // are ioctls).
     unsafe { blksnap_cond_resched() };
+}
+
+/// Run `f` with the task's bios held back in a plug, and sent to the drivers
+/// together when it returns (or when the task sleeps): a device is told
+/// once about them, not once a bio.
+pub(crate) fn plugged<R>(f: impl FnOnce() -> R) -> R {
+    let mut plug = core::mem::MaybeUninit::<bindings::blk_plug>::uninit();
+    // SAFETY: the plug stays in this frame, not moved, from its start
+    // (which initialises it) to its finish, which takes it off the task.
+    unsafe { bindings::blk_start_plug(plug.as_mut_ptr()) };
+    let result = f();
+    // SAFETY: as above; started on this task, which is still in this frame.
+    unsafe { bindings::blk_finish_plug(plug.as_mut_ptr()) };
+    result
 }
