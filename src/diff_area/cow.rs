@@ -148,8 +148,8 @@ impl DiffArea {
     /// Copy the chunks of `writes` without waiting, if there are few enough
     /// of them and room for another batch in flight: a worker lets the
     /// writes go on when the copies are kept. Gives back the writes
-    /// otherwise. A task submitting I/O itself (`Alloc::NoWait`) neither
-    /// waits for memory nor lets the memory limit be passed.
+    /// otherwise. A task submitting I/O itself (`Alloc::NoWait`) waits for
+    /// nothing: neither memory nor image reads.
     fn copy_async(self: &Arc<Self>, writes: Writes, alloc: Alloc) -> Result<(), Writes> {
         if self.error() != 0 || self.copies.count() >= COW_IN_FLIGHT {
             return Err(writes);
@@ -178,8 +178,8 @@ impl DiffArea {
         let Some(ticket) = self.copies.try_enter() else {
             return Err(writes);
         };
-        // The worker throttles for the memory limit after this; a submitter
-        // does not start what would pass it.
+        // What would pass the memory limit is left to the worker's copy
+        // here and now, which stores first.
         if !self.in_memory.start_reading(n) {
             return Err(writes);
         }
