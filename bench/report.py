@@ -300,7 +300,12 @@ def markdown(summary):
             continue
         design = f"{r['formula_per_gib'] / 1024:,.1f} KiB" if r.get("formula_per_gib") is not None else "-"
         extra = f", {r['per_chunk']:.0f} B per chunk" if r.get("per_chunk") is not None else ""
-        lines.append(f"| {desc} | {r['per_gib'] / 1024:,.1f} KiB | {design} | "
+        per_gib = f"{r['per_gib'] / 1024:,.1f} KiB"
+        if r.get("chunk_bytes"):
+            # Chunks smaller than the default: per GiB would not be the default's cost.
+            extra += f" of {r['chunk_bytes'] / 1024:,.0f} KiB"
+            per_gib = "-"
+        lines.append(f"| {desc} | {per_gib} | {design} | "
                      f"{r['delta_bytes'] / 1024:,.1f} KiB{extra} | {r['device_bytes'] / MIB:,.0f} MiB |")
     notes = summary["memory_notes"]
     if notes:
@@ -374,6 +379,7 @@ def main():
             "per_gib": r["delta_bytes"] / gib,
             "formula_per_gib": r["formula_bytes"] / gib if "formula_bytes" in r else None,
             "per_chunk": r["delta_bytes"] / r["chunks"] if r.get("chunks") else None,
+            "chunk_bytes": r.get("chunk_bytes"),
         }
 
     memory_notes = {r["what"]: r["delta_bytes"] for r in records
