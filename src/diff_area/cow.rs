@@ -224,7 +224,7 @@ impl DiffArea {
                 continue;
             }
             let (_, sectors) = self.geometry.chunk_sectors(index);
-            batch[n] = Some((index, ChunkBuf::new((sectors << SECTOR_SHIFT) as usize, alloc.flags())?));
+            batch[n] = Some((index, ChunkBuf::new((sectors << SECTOR_SHIFT) as usize, alloc)?));
             n += 1;
             if n == max {
                 break;

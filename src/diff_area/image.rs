@@ -23,7 +23,7 @@ use crate::kapi::{
     bdev::{BdevFile, BlockDevice},
     bio::{DiskBio, DiskOp, ReadEnd},
     blkfilter::FilterId,
-    buffer::ChunkBuf,
+    buffer::{Alloc, ChunkBuf},
     disk::DiskHandler,
     inflight::InFlightTicket,
     task::NoIo,
@@ -239,7 +239,7 @@ impl DiffArea {
     /// it was never preserved, from the original.
     fn load(&self, index: u64, stored_at: Option<u64>) -> Result<ChunkBuf> {
         let (start, sectors) = self.geometry.chunk_sectors(index);
-        let mut buf = ChunkBuf::new((sectors << SECTOR_SHIFT) as usize, GFP_KERNEL)?;
+        let mut buf = ChunkBuf::new((sectors << SECTOR_SHIFT) as usize, Alloc::MayWait)?;
         match stored_at {
             Some(at) => self.storage.read(&mut buf, at)?,
             None => buf.read_from_bdev(self.orig.bdev(), start)?,

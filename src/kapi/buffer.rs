@@ -2,10 +2,11 @@
 //! Chunk buffers: whole pages holding one chunk's data, read from a block
 //! device with bios and moved to and from files.
 
+use core::ptr::NonNull;
 use kernel::{
     alloc::Flags,
     bindings,
-    page::{Page, PAGE_SIZE},
+    page::{PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
     sync::Arc,
 };
@@ -17,65 +18,152 @@ use super::{
     task::plugged,
 };
 
-/// `len` bytes of data in pages.
+/// The largest block of pages a buffer asks for: a default chunk (256 KiB)
+/// in one block, one I/O vector.
+const MAX_BLOCK_ORDER: u32 = 6;
+
+/// `2^order` physically contiguous pages, from the page allocator.
+///
+/// # Invariants
+///
+/// `first` is an allocation of `2^order` pages, owned, in the kernel's
+/// direct map (never from highmem).
+struct PageBlock {
+    first: NonNull<bindings::page>,
+    order: u32,
+}
+
+// SAFETY: the pages are owned; any task may use or free them.
+unsafe impl Send for PageBlock {}
+// SAFETY: `&PageBlock` gives no way to change the pages.
+unsafe impl Sync for PageBlock {}
+
+impl PageBlock {
+    /// A block of `2^order` pages; a block of more than one page only if
+    /// free ones are at hand (no reclaim, no compaction, no warning).
+    fn alloc(order: u32, alloc: Alloc) -> Option<Self> {
+        let gfp = if order == 0 {
+            alloc.gfp()
+        } else {
+            bindings::__GFP_NOWARN | (1 << bindings::___GFP_NORETRY_BIT)
+        };
+        // SAFETY: any flags and an order below MAX_PAGE_ORDER are valid;
+        // none of the flags asks for highmem.
+        let first = NonNull::new(unsafe { bindings::alloc_pages(gfp, order) })?;
+        Some(Self { first, order })
+    }
+
+    fn len(&self) -> usize {
+        PAGE_SIZE << self.order
+    }
+
+    /// Copy `n` bytes between the block at `offset` and `data`, within one
+    /// page of the block: out of the block if `out`, into it otherwise.
+    ///
+    /// # Safety
+    ///
+    /// `data` is valid for `n` bytes (for writes, if `out`), does not
+    /// overlap the block; nothing else uses these bytes of the block.
+    unsafe fn copy(&self, offset: usize, data: *mut u8, n: usize, out: bool) {
+        let in_page = offset % PAGE_SIZE;
+        assert!(offset < self.len() && n <= PAGE_SIZE - in_page);
+        // SAFETY: the page is in the block (asserted); the block's pages
+        // are consecutive `struct page`s (one allocation, below
+        // MAX_PAGE_ORDER); the mapping is undone before returning; the
+        // range is inside the page; `data` is as the caller promises.
+        unsafe {
+            let page = self.first.as_ptr().add(offset >> PAGE_SHIFT);
+            let addr = bindings::kmap_local_page(page).cast::<u8>().add(in_page);
+            if out {
+                core::ptr::copy_nonoverlapping(addr, data, n);
+            } else {
+                core::ptr::copy_nonoverlapping(data, addr, n);
+            }
+            bindings::kunmap_local(addr.cast());
+        }
+    }
+}
+
+impl Drop for PageBlock {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant the block is ours, of this order.
+        unsafe { bindings::__free_pages(self.first.as_ptr(), self.order) };
+    }
+}
+
+/// `len` bytes of data in blocks of pages (few: I/O takes a vector a
+/// block).
 pub(crate) struct ChunkBuf {
-    pages: KVec<Page>,
+    blocks: KVec<PageBlock>,
     len: usize,
 }
 
 impl ChunkBuf {
-    /// A buffer of `len` bytes (contents undefined until filled).
-    pub(crate) fn new(len: usize, flags: kernel::alloc::Flags) -> Result<Self> {
-        let n = len.div_ceil(PAGE_SIZE);
-        let mut pages = KVec::with_capacity(n, flags)?;
-        for _ in 0..n {
-            pages.push(Page::alloc_page(flags)?, flags)?;
+    /// A buffer of `len` bytes (contents undefined until filled): blocks as
+    /// large as free memory at hand allows, single pages otherwise.
+    pub(crate) fn new(len: usize, alloc: Alloc) -> Result<Self> {
+        let mut pages = len.div_ceil(PAGE_SIZE);
+        let mut blocks = KVec::new();
+        let mut order = MAX_BLOCK_ORDER;
+        while pages > 0 {
+            // The largest block that does not pass the end.
+            order = order.min(usize::BITS - 1 - pages.leading_zeros());
+            let block = loop {
+                match PageBlock::alloc(order, alloc) {
+                    Some(block) => break block,
+                    None if order > 0 => order -= 1,
+                    None => return Err(ENOMEM),
+                }
+            };
+            pages -= 1 << order;
+            blocks.push(block, alloc.flags())?;
         }
-        Ok(Self { pages, len })
+        Ok(Self { blocks, len })
     }
 
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    /// Copy `out.len()` bytes at `offset` out of the buffer.
-    pub(crate) fn read_at(&self, mut offset: usize, out: &mut [u8]) -> Result {
-        let end = offset.checked_add(out.len()).ok_or(EINVAL)?;
+    /// Copy between the buffer at `offset` and `len` bytes at `data`, page
+    /// by page: out of the buffer if `out`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`PageBlock::copy`], for `len` bytes at `data`.
+    unsafe fn copy(&self, mut offset: usize, data: *mut u8, len: usize, out: bool) -> Result {
+        let end = offset.checked_add(len).ok_or(EINVAL)?;
         if end > self.len {
             return Err(EINVAL);
         }
+        let mut start = 0;
         let mut done = 0;
-        while done < out.len() {
-            let in_page = offset % PAGE_SIZE;
-            let n = (PAGE_SIZE - in_page).min(out.len() - done);
-            // SAFETY: `out[done..done + n]` is valid for writes of `n` bytes
-            // and does not overlap the page, which is ours.
-            unsafe {
-                self.pages[offset / PAGE_SIZE].read_raw(out[done..].as_mut_ptr(), in_page, n)?
-            };
-            done += n;
-            offset += n;
+        for block in self.blocks.iter() {
+            while done < len && offset < start + block.len() {
+                let n = (PAGE_SIZE - offset % PAGE_SIZE).min(len - done);
+                // SAFETY: within the block and one of its pages; `data` as
+                // the caller promises.
+                unsafe { block.copy(offset - start, data.add(done), n, out) };
+                done += n;
+                offset += n;
+            }
+            start += block.len();
         }
         Ok(())
     }
 
+    /// Copy `out.len()` bytes at `offset` out of the buffer.
+    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) -> Result {
+        // SAFETY: `out` is valid for writes of its length and, borrowed
+        // mutably, overlaps nothing of ours.
+        unsafe { self.copy(offset, out.as_mut_ptr(), out.len(), true) }
+    }
+
     /// Copy `data` into the buffer at `offset`.
-    pub(crate) fn write_at(&mut self, mut offset: usize, data: &[u8]) -> Result {
-        let end = offset.checked_add(data.len()).ok_or(EINVAL)?;
-        if end > self.len {
-            return Err(EINVAL);
-        }
-        let mut done = 0;
-        while done < data.len() {
-            let in_page = offset % PAGE_SIZE;
-            let n = (PAGE_SIZE - in_page).min(data.len() - done);
-            // SAFETY: `data[done..done + n]` is valid for reads of `n` bytes
-            // and does not overlap the page, which we hold mutably.
-            unsafe { self.pages[offset / PAGE_SIZE].write_raw(data[done..].as_ptr(), in_page, n)? };
-            done += n;
-            offset += n;
-        }
-        Ok(())
+    pub(crate) fn write_at(&mut self, offset: usize, data: &[u8]) -> Result {
+        // SAFETY: `data` is valid for reads of its length; the buffer is
+        // borrowed mutably. The pointer is only read from (`out` false).
+        unsafe { self.copy(offset, data.as_ptr().cast_mut(), data.len(), false) }
     }
 
     /// Fill the buffer from `bdev`, starting at `sector`, bypassing the page
@@ -92,21 +180,21 @@ impl ChunkBuf {
         unsafe { file.rw_vectors(&vecs, 0, self.len, pos, Direction::Read) }
     }
 
-    /// The buffer's pages as I/O vectors.
+    /// The buffer's blocks as I/O vectors.
     fn vectors(&self) -> Result<KVec<bindings::bio_vec>> {
-        let mut vecs = KVec::with_capacity(self.pages.len(), GFP_KERNEL)?;
+        let mut vecs = KVec::with_capacity(self.blocks.len(), GFP_KERNEL)?;
         self.push_vectors(&mut vecs)?;
         Ok(vecs)
     }
 
-    /// Append the buffer's pages to `vecs`.
+    /// Append the buffer's blocks to `vecs`, a vector each.
     fn push_vectors(&self, vecs: &mut KVec<bindings::bio_vec>) -> Result {
         let mut left = self.len;
-        for page in self.pages.iter() {
-            let n = left.min(PAGE_SIZE);
+        for block in self.blocks.iter() {
+            let n = left.min(block.len());
             vecs.push(
                 bindings::bio_vec {
-                    bv_page: page.as_ptr(),
+                    bv_page: block.first.as_ptr(),
                     bv_len: n as u32,
                     bv_offset: 0,
                 },
@@ -125,8 +213,8 @@ pub(crate) fn write_all_to_file<'a>(
     bufs: impl Iterator<Item = &'a ChunkBuf> + Clone,
     pos: u64,
 ) -> Result {
-    let pages = bufs.clone().map(|b| b.pages.len()).sum();
-    let mut vecs = KVec::with_capacity(pages, GFP_KERNEL)?;
+    let blocks = bufs.clone().map(|b| b.blocks.len()).sum();
+    let mut vecs = KVec::with_capacity(blocks, GFP_KERNEL)?;
     let mut len = 0;
     for buf in bufs {
         if len % PAGE_SIZE != 0 {
@@ -195,7 +283,7 @@ impl ChainedReads {
     /// `bdev` and the buffer's pages stay live until the reads end.
     unsafe fn add(&mut self, bdev: &BlockDevice, buf: &mut ChunkBuf, mut sector: u64) -> Result {
         let mut left = buf.len;
-        for pages in buf.pages.chunks(bindings::BIO_MAX_VECS as usize) {
+        for blocks in buf.blocks.chunks(bindings::BIO_MAX_VECS as usize) {
             self.bios.reserve(1, self.alloc.flags())?;
             // SAFETY: `bdev` is live (the caller's duty); at most
             // BIO_MAX_VECS vectors. If it may wait, the bio set's mempool
@@ -203,7 +291,7 @@ impl ChainedReads {
             let bio = unsafe {
                 bindings::bio_alloc_bioset(
                     bdev.as_raw(),
-                    pages.len() as u16,
+                    blocks.len() as u16,
                     bindings::req_op_REQ_OP_READ,
                     self.alloc.gfp(),
                     self.set,
@@ -217,11 +305,11 @@ impl ChainedReads {
             // duty).
             unsafe {
                 (*bio).bi_iter.bi_sector = sector;
-                for page in pages {
-                    // The last chunk of a device may end inside a page.
-                    let n = left.min(PAGE_SIZE);
-                    // Cannot fail: the bio has a vector for each page.
-                    let _ = bindings::bio_add_page(bio, page.as_ptr(), n as u32, 0);
+                for block in blocks {
+                    // The last chunk of a device may end inside a block.
+                    let n = left.min(block.len());
+                    // Cannot fail: the bio has a vector for each block.
+                    let _ = bindings::bio_add_page(bio, block.first.as_ptr(), n as u32, 0);
                     left -= n;
                     bytes += n;
                 }
