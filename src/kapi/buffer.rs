@@ -27,7 +27,7 @@ const MAX_BLOCK_ORDER: u32 = 6;
 /// # Invariants
 ///
 /// `first` is an allocation of `2^order` pages, owned, in the kernel's
-/// direct map (never from highmem).
+/// direct map (never from highmem), a compound page if `order > 0`.
 struct PageBlock {
     first: NonNull<bindings::page>,
     order: u32,
@@ -35,7 +35,8 @@ struct PageBlock {
 
 // SAFETY: the pages are owned; any task may use or free them.
 unsafe impl Send for PageBlock {}
-// SAFETY: `&PageBlock` gives no way to change the pages.
+// SAFETY: through `&PageBlock` the pages change only in `copy`, whose
+// caller promises that nothing else uses the bytes it writes.
 unsafe impl Sync for PageBlock {}
 
 impl PageBlock {
@@ -45,7 +46,12 @@ impl PageBlock {
         let gfp = if order == 0 {
             alloc.gfp()
         } else {
-            bindings::__GFP_NOWARN | (1 << bindings::___GFP_NORETRY_BIT)
+            // Compound: a file system doing I/O on the storage may take a
+            // reference to any page of a vector (NFS and ceph direct I/O,
+            // 9p), which counts on the head page only if the block is one.
+            bindings::__GFP_NOWARN
+                | (1 << bindings::___GFP_NORETRY_BIT)
+                | (1 << bindings::___GFP_COMP_BIT)
         };
         // SAFETY: any flags and an order below MAX_PAGE_ORDER are valid;
         // none of the flags asks for highmem.
@@ -103,7 +109,7 @@ impl ChunkBuf {
     /// large as free memory at hand allows, single pages otherwise.
     pub(crate) fn new(len: usize, alloc: Alloc) -> Result<Self> {
         let mut pages = len.div_ceil(PAGE_SIZE);
-        let mut blocks = KVec::new();
+        let mut blocks = KVec::with_capacity(pages.div_ceil(1 << MAX_BLOCK_ORDER), alloc.flags())?;
         let mut order = MAX_BLOCK_ORDER;
         while pages > 0 {
             // The largest block that does not pass the end.
