@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Chunk buffers: whole pages holding one chunk's data, read from a block
-//! device with bios and moved to and from files.
+//! Chunk buffers: blocks of pages holding one chunk's data, read from a
+//! block device with bios and moved to and from files.
 
 use core::ptr::NonNull;
 use kernel::{
@@ -63,14 +63,14 @@ impl PageBlock {
         PAGE_SIZE << self.order
     }
 
-    /// Copy `n` bytes between the block at `offset` and `data`, within one
-    /// page of the block: out of the block if `out`, into it otherwise.
+    /// Copy `n` bytes between the block at `offset` and `peer`, within one
+    /// page of the block.
     ///
     /// # Safety
     ///
-    /// `data` is valid for `n` bytes (for writes, if `out`), does not
+    /// `peer` is valid for `n` bytes (for writes, if `Peer::Into`), does not
     /// overlap the block; nothing else uses these bytes of the block.
-    unsafe fn copy(&self, offset: usize, data: *mut u8, n: usize, out: bool) {
+    unsafe fn copy(&self, offset: usize, peer: Peer, n: usize) {
         let in_page = offset % PAGE_SIZE;
         assert!(offset < self.len() && n <= PAGE_SIZE - in_page);
         // SAFETY: the page is in the block (asserted); the block's pages
@@ -80,12 +80,30 @@ impl PageBlock {
         unsafe {
             let page = self.first.as_ptr().add(offset >> PAGE_SHIFT);
             let addr = bindings::kmap_local_page(page).cast::<u8>().add(in_page);
-            if out {
-                core::ptr::copy_nonoverlapping(addr, data, n);
-            } else {
-                core::ptr::copy_nonoverlapping(data, addr, n);
+            match peer {
+                Peer::Into(data) => core::ptr::copy_nonoverlapping(addr, data, n),
+                Peer::From(data) => core::ptr::copy_nonoverlapping(data, addr, n),
             }
             bindings::kunmap_local(addr.cast());
+        }
+    }
+}
+
+/// The memory a copy moves a buffer's data to or from.
+#[derive(Clone, Copy)]
+enum Peer {
+    /// Out of the buffer, into this memory.
+    Into(*mut u8),
+    /// Into the buffer, out of this memory.
+    From(*const u8),
+}
+
+impl Peer {
+    /// The same memory `n` bytes further on.
+    fn skip(self, n: usize) -> Self {
+        match self {
+            Peer::Into(p) => Peer::Into(p.wrapping_add(n)),
+            Peer::From(p) => Peer::From(p.wrapping_add(n)),
         }
     }
 }
@@ -131,13 +149,13 @@ impl ChunkBuf {
         self.len
     }
 
-    /// Copy between the buffer at `offset` and `len` bytes at `data`, page
-    /// by page: out of the buffer if `out`.
+    /// Copy between the buffer at `offset` and `len` bytes at `peer`, page
+    /// by page.
     ///
     /// # Safety
     ///
-    /// As for [`PageBlock::copy`], for `len` bytes at `data`.
-    unsafe fn copy(&self, mut offset: usize, data: *mut u8, len: usize, out: bool) -> Result {
+    /// As for [`PageBlock::copy`], for `len` bytes at `peer`.
+    unsafe fn copy(&self, mut offset: usize, peer: Peer, len: usize) -> Result {
         let end = offset.checked_add(len).ok_or(EINVAL)?;
         if end > self.len {
             return Err(EINVAL);
@@ -149,7 +167,7 @@ impl ChunkBuf {
                 let n = (PAGE_SIZE - offset % PAGE_SIZE).min(len - done);
                 // SAFETY: within the block and one of its pages; `data` as
                 // the caller promises.
-                unsafe { block.copy(offset - start, data.add(done), n, out) };
+                unsafe { block.copy(offset - start, peer.skip(done), n) };
                 done += n;
                 offset += n;
             }
@@ -162,14 +180,14 @@ impl ChunkBuf {
     pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) -> Result {
         // SAFETY: `out` is valid for writes of its length and, borrowed
         // mutably, overlaps nothing of ours.
-        unsafe { self.copy(offset, out.as_mut_ptr(), out.len(), true) }
+        unsafe { self.copy(offset, Peer::Into(out.as_mut_ptr()), out.len()) }
     }
 
     /// Copy `data` into the buffer at `offset`.
     pub(crate) fn write_at(&mut self, offset: usize, data: &[u8]) -> Result {
         // SAFETY: `data` is valid for reads of its length; the buffer is
-        // borrowed mutably. The pointer is only read from (`out` false).
-        unsafe { self.copy(offset, data.as_ptr().cast_mut(), data.len(), false) }
+        // borrowed mutably.
+        unsafe { self.copy(offset, Peer::From(data.as_ptr()), data.len()) }
     }
 
     /// Fill the buffer from `bdev`, starting at `sector`, bypassing the page
