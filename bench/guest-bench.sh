@@ -9,7 +9,8 @@
 #
 # Environment: BLKSNAP_MODULE, BLKSNAP_TOOLS, BENCH_MODE (quick|full),
 # BENCH_PARTS (what to run, default "memory,take,virtio,loop"; "profile"
-# adds perf profiles of first-touch writes on both targets), BENCH_REPS
+# adds perf profiles of first-touch writes and copied-image reads on both
+# targets), BENCH_REPS
 # (repetitions instead of the mode's),
 # BENCH_OUT (default /run/out), BENCH_FIO_PRELOAD (bench/fio-noshm.c built),
 # BENCH_VIRTIO_MB and BENCH_VIRTIO_COW_MB (the sizes of /dev/vda and
@@ -438,41 +439,56 @@ bench_loop() {
 
 # --- profile ----------------------------------------------------------------
 
-# perf_first NAME DEV: profile the whole guest (kernel call graphs) while
-# first-touch 4 KiB writes go to DEV; the report goes to profile-NAME.txt.
-perf_first() {
-	local data=/tmp/perf-$1.data
-	if perf record -q -a -g -e cpu-clock -o "$data" -- "${fio_env[@]}" fio --name=first \
-		--filename="$2" --thread --direct=1 --ioengine="$engine" --iodepth=4 \
-		--read_iolog="$(first_touch_log "$(blockdev --getsize64 "$2")")" \
-		--replay_redirect="$2" --replay_no_stall=1 --output="/tmp/perf-$1.fio" >/dev/null 2>&1; then
+# perf_fio NAME DEV FIO_OPTION...: profile the whole guest (kernel call
+# graphs) while fio runs on DEV; the report goes to profile-NAME.txt.
+perf_fio() {
+	local name=$1 dev=$2 data=/tmp/perf-$1.data
+	shift 2
+	if perf record -q -a -g -e cpu-clock -o "$data" -- "${fio_env[@]}" fio --name="$name" \
+		--filename="$dev" --thread --direct=1 --ioengine="$engine" --iodepth=4 "$@" \
+		--output="/tmp/perf-$name.fio" >/dev/null 2>&1; then
 		perf report -i "$data" --stdio --no-children --sort dso,sym --percent-limit 0.5 \
-			-g caller,0.5,callee,function,percent >"$out/profile-$1.txt" 2>/dev/null ||
-			error "perf report $1"
+			-g caller,0.5,callee,function,percent >"$out/profile-$name.txt" 2>/dev/null ||
+			error "perf report $name"
 	else
-		error "perf record $1"
+		error "perf record $name"
 	fi
 	rm -f "$data"
 }
 
-# profile_first_touch TARGET ORIG COW: where the CPU goes in first-touch
-# writes, blksnap against dm-snapshot (profile-TARGET-blksnap.txt,
-# profile-TARGET-dm.txt).
-profile_first_touch() {
-	local target=$1 orig=$2 cow=$3 id
+# perf_round NAME ORIG IMAGE COW: the profiles of one snapshot: first-touch
+# 4 KiB writes to ORIG (NAME-first), then, with every chunk copied, reads of
+# IMAGE (NAME-randread4k, NAME-seqread1m; queue depth 4, for the runtime).
+perf_round() {
+	local name=$1 orig=$2 img=$3 cow=$4 w
+	perf_fio "$name-first" "$orig" --replay_redirect="$orig" --replay_no_stall=1 \
+		--read_iolog="$(first_touch_log "$(blockdev --getsize64 "$orig")")"
+	fill "$orig"
+	settle "$cow"
+	for w in $READS; do
+		# shellcheck disable=SC2086
+		perf_fio "$name-$w" "$img" ${WORKLOAD[$w]} --runtime="$runtime" --time_based
+	done
+}
+
+# profile_target TARGET ORIG COW: where the CPU goes in first-touch writes
+# and in reads of an image whose chunks are all copied, blksnap against
+# dm-snapshot (profile-TARGET-{blksnap,dm}-{first,randread4k,seqread1m}.txt).
+profile_target() {
+	local target=$1 orig=$2 cow=$3 id img
 	command -v perf >/dev/null || { error "no perf in the guest"; return; }
-	log "profile: first-touch writes on $orig"
+	log "profile: $orig"
 	if $BLKSNAP attach -d "$orig" >/dev/null &&
 		id=$(snap_new "$cow" "$(blockdev --getsize64 "$cow")" "$orig") &&
-		python3 bench/take.py "$id" >/dev/null; then
-		perf_first "$target-blksnap" "$orig"
+		python3 bench/take.py "$id" >/dev/null && img=$(image_of "$orig") && wait_for "$img"; then
+		perf_round "$target-blksnap" "$orig" "$img" "$cow"
 		$BLKSNAP snapshot_destroy -i "$id" >/dev/null || error "profile: destroy"
 	else
 		error "profile: blksnap snapshot"
 	fi
 	$BLKSNAP detach -d "$orig" >/dev/null 2>&1
 	if dm_origin "$orig" && dm_snapshot "$orig" "$cow"; then
-		perf_first "$target-dm" /dev/mapper/bench-origin
+		perf_round "$target-dm" /dev/mapper/bench-origin /dev/mapper/bench-snap "$cow"
 		dm remove bench-snap || error "profile: dm remove"
 	else
 		error "profile: dm-snapshot"
@@ -481,7 +497,7 @@ profile_first_touch() {
 }
 
 profile_loop() {
-	profile_first_touch loop "$1" "$2"
+	profile_target loop "$1" "$2"
 }
 
 # --- main ------------------------------------------------------------------
@@ -520,7 +536,7 @@ fi
 
 [[ $parts == *" loop "* ]] && on_loops bench_loop
 if [[ $parts == *" profile "* ]]; then
-	[ $virtio_ok = 1 ] && profile_first_touch virtio /dev/vda /dev/vdb
+	[ $virtio_ok = 1 ] && profile_target virtio /dev/vda /dev/vdb
 	on_loops profile_loop
 fi
 
