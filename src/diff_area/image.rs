@@ -1,14 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The I/O of the snapshot image: reads of chunks nobody changed go
-//! straight to the original, reads of chunks that are one after the other in
-//! a storage device straight there, the rest (and writes) to a worker of
-//! their own that takes each chunk's part from memory, the storage or the
-//! original.
+//! The I/O of the snapshot image: a read goes straight to where its data
+//! is, split into runs of the original (chunks nobody changed) and of the
+//! storage device (stored chunks); the rest (chunks in memory, storage in a
+//! file, and writes) to a worker of their own that takes each chunk's part
+//! from memory, the storage or the original.
 #![forbid(unsafe_code)]
 
 use core::{
     cell::Cell,
-    ops::Range,
     sync::atomic::{AtomicI32, Ordering},
 };
 use kernel::{
@@ -21,7 +20,7 @@ use kernel::{
 use super::{DiffArea, Held, Place, StateGuard, IMAGE_WORK};
 use crate::kapi::{
     bdev::{BdevFile, BlockDevice},
-    bio::{DiskBio, DiskOp, ReadEnd},
+    bio::{DiskBio, DiskOp, ReadEnd, ReadPiece},
     blkfilter::FilterId,
     buffer::{Alloc, ChunkBuf},
     disk::DiskHandler,
@@ -75,9 +74,9 @@ impl DiffArea {
     }
 
     /// Send an image read straight to where its data is, without waiting:
-    /// to the original if it reads no preserved chunk, to the storage device
-    /// if every chunk it reads is there, one after the other; gives back any
-    /// other bio, and a read the worker must do.
+    /// each chunk's part to the original if the chunk is not preserved, to
+    /// the storage device if it is stored there; gives back any other bio,
+    /// and a read the worker must do.
     fn read_direct(&self, bio: DiskBio) -> Option<DiskBio> {
         if bio.op() != DiskOp::Read {
             return Some(bio);
@@ -95,42 +94,49 @@ impl DiffArea {
             return Some(bio);
         };
         if chunks.clone().all(|c| !self.preserved.get(c)) {
+            let pieces = [ReadPiece { target: ORIGINAL, sector, len: bio.len() }];
             let read = self.image_read_end(Some(ticket));
-            return bio.read_async_from(&self.orig, sector, read).err().map(|(bio, _)| bio);
+            return bio.read_async([self.orig.clone()], &pieces, read).err().map(|(bio, _)| bio);
         }
-        drop(ticket);
         let Some(device) = self.storage.device() else {
             return Some(bio);
         };
-        let first = self.geometry.chunk_sectors(chunks.start).0;
-        match self.stored_run(chunks) {
-            Some(at) => {
-                bio.read_async_from(device, at + (sector - first), self.image_read_end(None)).err().map(|(bio, _)| bio)
-            }
-            None => Some(bio),
-        }
+        let Some(plan) = self.plan_read(sector, count) else {
+            return Some(bio);
+        };
+        let ticket = plan.reads_original.then_some(ticket);
+        let targets = [self.orig.clone(), device.clone()];
+        bio.read_async(targets, plan.pieces(), self.image_read_end(ticket)).err().map(|(bio, _)| bio)
     }
 
-    /// Where `chunks` are in the storage, if every one is there (not in
-    /// memory), one after the other: a stored chunk stays where it is. Not
-    /// for the last chunk of a device that ends inside a chunk: it may have
-    /// been too short for direct I/O, and so written through the storage's
-    /// page cache.
-    fn stored_run(&self, chunks: Range<u64>) -> Option<u64> {
-        let last = chunks.end.checked_sub(1)?;
-        let partial = last + 1 == self.geometry.count && self.geometry.chunk_sectors(last).1 != self.geometry.sectors();
-        if partial || !chunks.clone().all(|c| self.preserved.get(c)) {
-            return None;
-        }
+    /// Where the image's `count` sectors from `sector` are, as runs of the
+    /// original and of the storage device (`ORIGINAL`, `STORAGE`), if every
+    /// chunk they touch is either not preserved or stored (not in memory):
+    /// a stored chunk stays where it is, and a chunk found not preserved
+    /// stays on the original while the caller's ticket is held. Not for the
+    /// last chunk of a device that ends inside a chunk, if
+    /// preserved: it may have been too short for direct I/O, and so written
+    /// through the storage's page cache.
+    fn plan_read(&self, sector: u64, count: u64) -> Option<ReadPlan> {
+        let mut plan = ReadPlan::default();
         let state = self.state.lock();
-        let at = state.stored_at.get(chunks.start)?;
-        chunks
-            .clone()
-            .all(|c| {
-                state.held.get(&c).is_none()
-                    && state.stored_at.get(c) == Some(at + (c - chunks.start) * self.geometry.sectors())
-            })
-            .then_some(at)
+        let mut at = sector;
+        for chunk in self.geometry.chunks(sector, count) {
+            let (first, sectors) = self.geometry.chunk_sectors(chunk);
+            let end = (first + sectors).min(sector + count);
+            let (target, from) = if !self.preserved.get(chunk) {
+                (ORIGINAL, at)
+            } else {
+                let partial = chunk + 1 == self.geometry.count && sectors != self.geometry.sectors();
+                if partial || state.held.get(&chunk).is_some() {
+                    return None;
+                }
+                (STORAGE, state.stored_at.get(chunk)? + (at - first))
+            };
+            plan.push(target, from, ((end - at) << SECTOR_SHIFT) as usize)?;
+            at = end;
+        }
+        Some(plan)
     }
 
     /// How an image read sent on without the worker ends; `ticket` holds
@@ -262,6 +268,44 @@ impl DiffArea {
         } else {
             self.keep_preserved(state, index, buf)
         }
+    }
+}
+
+/// The most runs an image read is sent straight on in: more, and it goes
+/// to the worker.
+const MAX_READ_PIECES: usize = 16;
+
+/// The targets of a read sent straight on: the original, the storage
+/// device.
+const ORIGINAL: usize = 0;
+const STORAGE: usize = 1;
+
+/// The runs of an image read, each on the original or the storage device.
+#[derive(Default)]
+struct ReadPlan {
+    pieces: [ReadPiece; MAX_READ_PIECES],
+    n: usize,
+    reads_original: bool,
+}
+
+impl ReadPlan {
+    /// Add `len` bytes from `sector` of `target`, to the last run if they
+    /// follow it there; `None` when the runs are too many.
+    fn push(&mut self, target: usize, sector: u64, len: usize) -> Option<()> {
+        self.reads_original |= target == ORIGINAL;
+        if let Some(last) = self.n.checked_sub(1).map(|i| &mut self.pieces[i]) {
+            if last.target == target && last.sector + (last.len >> SECTOR_SHIFT) as u64 == sector {
+                last.len += len;
+                return Some(());
+            }
+        }
+        *self.pieces.get_mut(self.n)? = ReadPiece { target, sector, len };
+        self.n += 1;
+        Some(())
+    }
+
+    fn pieces(&self) -> &[ReadPiece] {
+        &self.pieces[..self.n]
     }
 }
 

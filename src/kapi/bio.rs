@@ -2,7 +2,12 @@
 //! Bios (`struct bio`): the ones a filter takes over from a device, the ones
 //! an image disk receives, and queues of them.
 
-use core::{marker::PhantomData, ops::Range, ptr::NonNull};
+use core::{
+    marker::PhantomData,
+    ops::Range,
+    ptr::NonNull,
+    sync::atomic::{AtomicI32, AtomicUsize, Ordering},
+};
 use kernel::{bindings, prelude::*, sync::Arc};
 
 use super::{
@@ -326,50 +331,76 @@ impl DiskBio {
         }
     }
 
-    /// Read the bio's data from `target`, from `sector` on, straight into
-    /// its memory, without waiting: when that read ends, the bio ends with
-    /// what `guard` makes of its result, then `guard` is dropped (in the
-    /// read's completion, any context). Gives the bio back if memory is
-    /// short: the caller is submitting I/O and must not wait for memory.
-    pub(crate) fn read_async_from<G: ReadEnd>(
+    /// Read the bio's data from where `pieces` say, straight into its
+    /// memory, without waiting: the pieces are its runs one after the other
+    /// from its start, together its whole length. When every piece has been
+    /// read, the bio ends with what `guard` makes of the result (the first
+    /// error), then `guard` is dropped (in the last read's completion, any
+    /// context); the `targets` stay open until then. Gives the bio back if
+    /// the pieces do not cover it or memory is short: the caller is
+    /// submitting I/O and must not wait for memory.
+    pub(crate) fn read_async<G: ReadEnd, const T: usize>(
         self,
-        target: &Arc<BdevFile>,
-        sector: u64,
+        targets: [Arc<BdevFile>; T],
+        pieces: &[ReadPiece],
         guard: G,
     ) -> Result<(), (Self, G)> {
-        let (Ok(ctx), Ok(set)) = (KBox::<ReadContext<G>>::new_uninit(GFP_NOWAIT), module_bio_set()) else {
+        let covered = pieces.iter().try_fold(0usize, |sum, p| {
+            (p.target < T && p.len > 0 && p.len % 512 == 0).then(|| sum.checked_add(p.len)).flatten()
+        });
+        if covered != Some(self.len()) {
+            return Err((self, guard));
+        }
+        let (Ok(ctx), Ok(set)) = (KBox::<ReadContext<G, T>>::new_uninit(GFP_NOWAIT), module_bio_set()) else {
             return Err((self, guard));
         };
-        // SAFETY: both bios are live; the clone shares the bio's memory,
-        // which is ours while we own the bio. Without a sleeping mask the
-        // clone may be refused, never waited for.
-        let clone = unsafe {
-            bindings::bio_alloc_clone(
-                target.bdev().as_raw(),
-                self.get(),
-                bindings::GFP_NOWAIT,
-                set,
-            )
-        };
-        if clone.is_null() {
-            return Err((self, guard));
+        // Every clone first, linked through `bi_next` in the pieces' order:
+        // one refused gives the bio back untouched.
+        let mut chain: *mut bindings::bio = core::ptr::null_mut();
+        let mut end = self.len();
+        for piece in pieces.iter().rev() {
+            end -= piece.len;
+            // SAFETY: both bios are live; the clone shares the bio's
+            // memory, which is ours while we own the bio. Without a sleeping
+            // mask the clone may be refused, never waited for.
+            let clone = unsafe {
+                bindings::bio_alloc_clone(targets[piece.target].bdev().as_raw(), self.get(), bindings::GFP_NOWAIT, set)
+            };
+            if clone.is_null() {
+                put_chain(chain);
+                return Err((self, guard));
+            }
+            // SAFETY: the clone is ours, not submitted; the piece is inside
+            // it (the pieces cover the bio).
+            unsafe {
+                bindings::bio_trim(clone, (end / 512) as u64, (piece.len / 512) as u64);
+                (*clone).bi_iter.bi_sector = piece.sector;
+                (*clone).bi_next = chain;
+            }
+            chain = clone;
         }
         let ctx = KBox::into_raw(KBox::write(
             ctx,
             ReadContext {
                 parent: self,
-                _target: target.clone(),
+                _targets: targets,
                 guard,
+                pending: AtomicUsize::new(pieces.len()),
+                errno: AtomicI32::new(0),
             },
         ));
-        // SAFETY: the clone is ours; `read_done` takes the context back
-        // once, when the read ends. The context keeps `target` open
-        // meanwhile.
-        unsafe {
-            (*clone).bi_iter.bi_sector = sector;
-            (*clone).bi_private = ctx.cast();
-            (*clone).bi_end_io = Some(read_done::<G>);
-            bindings::submit_bio_noacct(clone);
+        while !chain.is_null() {
+            let clone = chain;
+            // SAFETY: the clones are ours until submitted; `piece_done`
+            // takes the context back when the last one ends, and nothing
+            // here touches the context or a clone once it is submitted.
+            unsafe {
+                chain = (*clone).bi_next;
+                (*clone).bi_next = core::ptr::null_mut();
+                (*clone).bi_private = ctx.cast();
+                (*clone).bi_end_io = Some(piece_done::<G, T>);
+                bindings::submit_bio_noacct(clone);
+            }
         }
         Ok(())
     }
@@ -401,37 +432,72 @@ impl Drop for DiskBio {
     }
 }
 
-/// Decides how a bio read by [`DiskBio::read_async_from`] ends.
+/// Decides how a bio read by [`DiskBio::read_async`] ends.
 pub(crate) trait ReadEnd: Send {
     /// The read ended with `read`: the result the bio ends with. Called in
     /// the read's completion (any context: it must not sleep).
     fn result(&self, read: Result) -> Result;
 }
 
-/// What a read sent on by [`DiskBio::read_async_from`] ends when done.
-struct ReadContext<G> {
-    parent: DiskBio,
-    _target: Arc<BdevFile>,
-    guard: G,
+/// A run of a bio read by [`DiskBio::read_async`]: its next `len` bytes
+/// (whole sectors), from `sector` on.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ReadPiece {
+    /// Which of the targets the run is read from.
+    pub(crate) target: usize,
+    pub(crate) sector: u64,
+    pub(crate) len: usize,
 }
 
-/// The end of a read sent on by [`DiskBio::read_async_from`].
+/// What a read sent on by [`DiskBio::read_async`] ends when done.
+struct ReadContext<G, const T: usize> {
+    parent: DiskBio,
+    _targets: [Arc<BdevFile>; T],
+    guard: G,
+    /// Pieces not ended yet.
+    pending: AtomicUsize,
+    /// The first error of a piece.
+    errno: AtomicI32,
+}
+
+/// Drop clones linked through `bi_next`, never submitted.
+fn put_chain(mut chain: *mut bindings::bio) {
+    while !chain.is_null() {
+        // SAFETY: the caller's clones, ours, not submitted.
+        unsafe {
+            let next = (*chain).bi_next;
+            bindings::bio_put(chain);
+            chain = next;
+        }
+    }
+}
+
+/// The end of a piece of a read sent on by [`DiskBio::read_async`].
 ///
 /// # Safety
 ///
-/// `clone` is the clone that function submitted, ending once.
-unsafe extern "C" fn read_done<G: ReadEnd>(clone: *mut bindings::bio) {
+/// `clone` is one of the clones that function submitted, ending once.
+unsafe extern "C" fn piece_done<G: ReadEnd, const T: usize>(clone: *mut bindings::bio) {
     // SAFETY: the clone is live until `bio_put`; its private pointer is the
-    // boxed context, given back here once. Any status maps to an errno.
-    let (ctx, errno) = unsafe {
-        let ctx = KBox::from_raw((*clone).bi_private.cast::<ReadContext<G>>());
+    // context, alive until the last piece ends, at the earliest this one.
+    // Any status maps to an errno.
+    let (ctx, last) = unsafe {
+        let ctx = (*clone).bi_private.cast::<ReadContext<G, T>>();
         let errno = bindings::blk_status_to_errno((*clone).bi_status);
         bindings::bio_put(clone);
-        (ctx, errno)
+        if errno != 0 {
+            let _ = (*ctx).errno.compare_exchange(0, errno, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        (ctx, (*ctx).pending.fetch_sub(1, Ordering::AcqRel) == 1)
     };
-    let ReadContext { parent, _target, guard } = KBox::into_inner(ctx);
-    parent.end(guard.result(kernel::error::to_result(errno)));
-    drop(guard);
+    if last {
+        // SAFETY: every other piece has ended: the context is ours, given
+        // back once.
+        let ctx = unsafe { KBox::from_raw(ctx) };
+        let ReadContext { parent, _targets, guard, errno, .. } = KBox::into_inner(ctx);
+        parent.end(guard.result(kernel::error::to_result(errno.into_inner())));
+        drop(guard);
+    }
 }
 
 /// A FIFO of owned bios, linked through `bi_next`: queueing never allocates
