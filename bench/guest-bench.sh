@@ -43,6 +43,7 @@ virtio_mb=${BENCH_VIRTIO_MB:-0} virtio_cow_mb=${BENCH_VIRTIO_COW_MB:-0}
 take_counts="1 4 16"
 chunk_sectors=512 # blksnap's default chunk (chunk_minimum_shift=18), for dm too
 failed=0
+target_disks=() # what quiesce flushes
 
 log() {
 	echo "bench: [${SECONDS}s] $*"
@@ -137,6 +138,7 @@ fio_run() {
 		fi
 	done
 	[[ $setup == *-first ]] || passes=(--time_based)
+	quiesce
 	if "${fio_env[@]}" fio --filename="$dev" --thread --direct=1 --ioengine="$engine" \
 		--iodepth=4 --size="$size" --runtime="$runtime" "${passes[@]}" --randrepeat=1 \
 		--output-format=json --output="$out/$file" "${jobs[@]}" >/tmp/fio.log 2>&1; then
@@ -155,6 +157,14 @@ fio_run() {
 fill() {
 	dd if=/dev/zero of="$1" bs=1M oflag=direct status=none 2>/tmp/dd.log ||
 		grep -q "No space left" /tmp/dd.log || error "fill $1: $(cat /tmp/dd.log)"
+}
+
+# quiesce: flush the target's disks before a measured run. A virtio disk's
+# writes land in the host's page cache, and what the run before wrote (a
+# fill: gigabytes) is written back meanwhile, competing with the I/O
+# measured; a flush makes the host write it back now.
+quiesce() {
+	[ ${#target_disks[@]} = 0 ] || sync "${target_disks[@]}" || error "flush ${target_disks[*]}"
 }
 
 # settle DEV: wait until nothing has been written to DEV for half a second
@@ -394,6 +404,7 @@ dm_round() {
 bench_target() {
 	local target=$1 orig=$2 cow=$3 rep w
 	log "target $target: $orig (storage $cow)"
+	target_disks=("$orig" "$cow")
 	emit type=target "target=$target" "dev=$orig" "cow=$cow" \
 		"bytes=$(blockdev --getsize64 "$orig")" "cow_bytes=$(blockdev --getsize64 "$cow")"
 	fill "$orig"
