@@ -27,7 +27,7 @@ use crate::kapi::{
     inflight::InFlightTicket,
     task::NoIo,
 };
-use crate::math::cbt::SECTOR_SHIFT;
+use crate::math::{cbt::SECTOR_SHIFT, read_plan::ReadPlan};
 
 /// One image bio and the work that does it: image I/O runs concurrently,
 /// each bio in a worker of its own.
@@ -104,7 +104,7 @@ impl DiffArea {
         let Some(plan) = self.plan_read(sector, count) else {
             return Some(bio);
         };
-        let ticket = plan.reads_original.then_some(ticket);
+        let ticket = plan.reads(ORIGINAL).then_some(ticket);
         let targets = [self.orig.clone(), device.clone()];
         bio.read_async(targets, plan.pieces(), self.image_read_end(ticket)).err().map(|(bio, _)| bio)
     }
@@ -114,29 +114,22 @@ impl DiffArea {
     /// chunk they touch is either not preserved or stored (not in memory):
     /// a stored chunk stays where it is, and a chunk found not preserved
     /// stays on the original while the caller's ticket is held. Not for the
-    /// last chunk of a device that ends inside a chunk, if
-    /// preserved: it may have been too short for direct I/O, and so written
-    /// through the storage's page cache.
+    /// last chunk of a device that ends inside a chunk, if preserved: it may
+    /// have been too short for direct I/O, and so written through the
+    /// storage's page cache.
     fn plan_read(&self, sector: u64, count: u64) -> Option<ReadPlan> {
-        let mut plan = ReadPlan::default();
         let state = self.state.lock();
-        let mut at = sector;
-        for chunk in self.geometry.chunks(sector, count) {
+        ReadPlan::new(&self.geometry, sector, count, |chunk| {
             let (first, sectors) = self.geometry.chunk_sectors(chunk);
-            let end = (first + sectors).min(sector + count);
-            let (target, from) = if !self.preserved.get(chunk) {
-                (ORIGINAL, at)
-            } else {
-                let partial = chunk + 1 == self.geometry.count && sectors != self.geometry.sectors();
-                if partial || state.held.get(&chunk).is_some() {
-                    return None;
-                }
-                (STORAGE, state.stored_at.get(chunk)? + (at - first))
-            };
-            plan.push(target, from, ((end - at) << SECTOR_SHIFT) as usize)?;
-            at = end;
-        }
-        Some(plan)
+            if !self.preserved.get(chunk) {
+                return Some((ORIGINAL, first));
+            }
+            let partial = chunk + 1 == self.geometry.count && sectors != self.geometry.sectors();
+            if partial || state.held.get(&chunk).is_some() {
+                return None;
+            }
+            Some((STORAGE, state.stored_at.get(chunk)?))
+        })
     }
 
     /// How an image read sent on without the worker ends; `ticket` holds
@@ -271,43 +264,10 @@ impl DiffArea {
     }
 }
 
-/// The most runs an image read is sent straight on in: more, and it goes
-/// to the worker.
-const MAX_READ_PIECES: usize = 16;
-
 /// The targets of a read sent straight on: the original, the storage
 /// device.
 const ORIGINAL: usize = 0;
 const STORAGE: usize = 1;
-
-/// The runs of an image read, each on the original or the storage device.
-#[derive(Default)]
-struct ReadPlan {
-    pieces: [ReadPiece; MAX_READ_PIECES],
-    n: usize,
-    reads_original: bool,
-}
-
-impl ReadPlan {
-    /// Add `len` bytes from `sector` of `target`, to the last run if they
-    /// follow it there; `None` when the runs are too many.
-    fn push(&mut self, target: usize, sector: u64, len: usize) -> Option<()> {
-        self.reads_original |= target == ORIGINAL;
-        if let Some(last) = self.n.checked_sub(1).map(|i| &mut self.pieces[i]) {
-            if last.target == target && last.sector + (last.len >> SECTOR_SHIFT) as u64 == sector {
-                last.len += len;
-                return Some(());
-            }
-        }
-        *self.pieces.get_mut(self.n)? = ReadPiece { target, sector, len };
-        self.n += 1;
-        Some(())
-    }
-
-    fn pieces(&self) -> &[ReadPiece] {
-        &self.pieces[..self.n]
-    }
-}
 
 /// An image read sent straight to the original or the storage. One of the
 /// original holds back the writes that would change what it reads until it

@@ -10,6 +10,8 @@ use core::{
 };
 use kernel::{bindings, prelude::*, sync::Arc};
 
+pub(crate) use crate::math::read_plan::ReadPiece;
+
 use super::{
     bdev::{BdevFile, BlockDevice},
     bioset::module_bio_set,
@@ -437,16 +439,6 @@ pub(crate) trait ReadEnd: Send {
     /// The read ended with `read`: the result the bio ends with. Called in
     /// the read's completion (any context: it must not sleep).
     fn result(&self, read: Result) -> Result;
-}
-
-/// A run of a bio read by [`DiskBio::read_async`]: its next `len` bytes
-/// (whole sectors), from `sector` on.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct ReadPiece {
-    /// Which of the targets the run is read from.
-    pub(crate) target: usize,
-    pub(crate) sector: u64,
-    pub(crate) len: usize,
 }
 
 /// What a read sent on by [`DiskBio::read_async`] ends when done.

@@ -9,4 +9,6 @@ pub(crate) mod chunk;
 #[allow(unreachable_pub)]
 pub(crate) mod chunk_index;
 #[allow(unreachable_pub)]
+pub(crate) mod read_plan;
+#[allow(unreachable_pub)]
 pub(crate) mod storage;

@@ -12,4 +12,6 @@ mod chunk_index_tests;
 #[cfg(test)]
 mod chunk_tests;
 #[cfg(test)]
+mod read_plan_tests;
+#[cfg(test)]
 mod storage_tests;

@@ -7,5 +7,7 @@ pub mod cbt;
 pub mod chunk;
 #[path = "../../../../src/math/chunk_index.rs"]
 pub mod chunk_index;
+#[path = "../../../../src/math/read_plan.rs"]
+pub mod read_plan;
 #[path = "../../../../src/math/storage.rs"]
 pub mod storage;
