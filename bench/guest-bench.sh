@@ -455,6 +455,7 @@ bench_loop() {
 perf_fio() {
 	local name=$1 dev=$2 data=/tmp/perf-$1.data
 	shift 2
+	quiesce
 	if perf record -q -a -g -e cpu-clock -o "$data" -- "${fio_env[@]}" fio --name="$name" \
 		--filename="$dev" --thread --direct=1 --ioengine="$engine" --iodepth=4 "$@" \
 		--output="/tmp/perf-$name.fio" >/dev/null 2>&1; then
@@ -468,27 +469,35 @@ perf_fio() {
 }
 
 # perf_round NAME ORIG IMAGE COW: the profiles of one snapshot: first-touch
-# 4 KiB writes to ORIG (NAME-first), then, with every chunk copied, reads of
-# IMAGE (NAME-randread4k, NAME-seqread1m; queue depth 4, for the runtime).
+# 4 KiB writes to ORIG (NAME-first), then, with every chunk copied, 1 MiB
+# writes to ORIG (NAME-rewrite) and reads of IMAGE (NAME-randread4k,
+# NAME-seqread1m); queue depth 4, for the runtime.
 perf_round() {
 	local name=$1 orig=$2 img=$3 cow=$4 w
 	perf_fio "$name-first" "$orig" --replay_redirect="$orig" --replay_no_stall=1 \
 		--read_iolog="$(first_touch_log "$(blockdev --getsize64 "$orig")")"
 	fill "$orig"
 	settle "$cow"
+	# shellcheck disable=SC2086
+	perf_fio "$name-rewrite" "$orig" ${WORKLOAD[seqwrite1m]} --runtime="$runtime" --time_based
 	for w in $READS; do
 		# shellcheck disable=SC2086
 		perf_fio "$name-$w" "$img" ${WORKLOAD[$w]} --runtime="$runtime" --time_based
 	done
 }
 
-# profile_target TARGET ORIG COW: where the CPU goes in first-touch writes
-# and in reads of an image whose chunks are all copied, blksnap against
-# dm-snapshot (profile-TARGET-{blksnap,dm}-{first,randread4k,seqread1m}.txt).
+# profile_target TARGET ORIG COW: where the CPU goes in first-touch writes,
+# rewrites, and reads of an image whose chunks are all copied, blksnap
+# against dm-snapshot (profile-TARGET-{blksnap,dm}-{first,rewrite,
+# randread4k,seqread1m}.txt), and in the same 1 MiB writes to the device
+# alone (profile-TARGET-raw-seqwrite1m.txt).
 profile_target() {
 	local target=$1 orig=$2 cow=$3 id img
 	command -v perf >/dev/null || { error "no perf in the guest"; return; }
 	log "profile: $orig"
+	target_disks=("$orig" "$cow")
+	# shellcheck disable=SC2086
+	perf_fio "$target-raw-seqwrite1m" "$orig" ${WORKLOAD[seqwrite1m]} --runtime="$runtime" --time_based
 	if $BLKSNAP attach -d "$orig" >/dev/null &&
 		id=$(snap_new "$cow" "$(blockdev --getsize64 "$cow")" "$orig") &&
 		python3 bench/take.py "$id" >/dev/null && img=$(image_of "$orig") && wait_for "$img"; then
