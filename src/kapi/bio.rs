@@ -339,8 +339,8 @@ impl DiskBio {
     /// read, the bio ends with what `guard` makes of the result (the first
     /// error), then `guard` is dropped (in the last read's completion, any
     /// context); the `targets` stay open until then. Gives the bio back if
-    /// the pieces do not cover it or memory is short: the caller is
-    /// submitting I/O and must not wait for memory.
+    /// the pieces do not cover it (or there are none) or memory is short:
+    /// the caller is submitting I/O and must not wait for memory.
     pub(crate) fn read_async<G: ReadEnd, const T: usize>(
         self,
         targets: [Arc<BdevFile>; T],
@@ -350,7 +350,8 @@ impl DiskBio {
         let covered = pieces.iter().try_fold(0usize, |sum, p| {
             (p.target < T && p.len > 0 && p.len % 512 == 0).then(|| sum.checked_add(p.len)).flatten()
         });
-        if covered != Some(self.len()) {
+        // No piece, no read to end the bio.
+        if covered != Some(self.len()) || pieces.is_empty() {
             return Err((self, guard));
         }
         let (Ok(ctx), Ok(set)) = (KBox::<ReadContext<G, T>>::new_uninit(GFP_NOWAIT), module_bio_set()) else {
