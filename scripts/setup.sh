@@ -14,16 +14,30 @@ apt_packages=(
 	python3-matplotlib dmsetup gcc btrfs-progs rsync qemu-utils strace
 )
 
-missing=()
-for p in "${apt_packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-		missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+# Sets `missing` to the packages of apt_packages not installed.
+find_missing() {
+	missing=()
+	for p in "${apt_packages[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			missing+=("$p")
+	done
+}
+
+# Twice: installing one package may remove another of the list (on a
+# machine with a backported qemu-utils, Debian's qemu-system-x86 replaces
+# it), which the second pass installs again in the version that fits.
+find_missing
+for pass in 1 2; do
+	[ ${#missing[@]} -gt 0 ] || break
 	echo "setup: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
+	[ $pass = 2 ] || apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	find_missing
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "setup: still not installed: ${missing[*]}" >&2
+	exit 1
 fi
 
 # Debian's bindgen (0.60) is older than the 0.65 that Linux 6.12 requires.
