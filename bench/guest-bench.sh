@@ -9,8 +9,8 @@
 #
 # Environment: BLKSNAP_MODULE, BLKSNAP_TOOLS, BENCH_MODE (quick|full),
 # BENCH_PARTS (what to run, default "memory,take,virtio,loop"; "profile"
-# adds perf profiles of first-touch writes and copied-image reads on both
-# targets), BENCH_REPS
+# adds perf profiles of tracked and first-touch writes and copied-image
+# reads on both targets), BENCH_REPS
 # (repetitions instead of the mode's),
 # BENCH_OUT (default /run/out), BENCH_FIO_PRELOAD (bench/fio-noshm.c built),
 # BENCH_VIRTIO_MB and BENCH_VIRTIO_COW_MB (the sizes of /dev/vda and
@@ -489,8 +489,10 @@ perf_round() {
 # profile_target TARGET ORIG COW: where the CPU goes in first-touch writes,
 # rewrites, and reads of an image whose chunks are all copied, blksnap
 # against dm-snapshot (profile-TARGET-{blksnap,dm}-{first,rewrite,
-# randread4k,seqread1m}.txt), and in the same 1 MiB writes to the device
-# alone (profile-TARGET-raw-seqwrite1m.txt).
+# randread4k,seqread1m}.txt); in the same 1 MiB writes and in 4 KiB random
+# writes to the device alone (profile-TARGET-raw-{seqwrite1m,randwrite4k}.txt);
+# and in those 4 KiB writes with the device tracked, no snapshot
+# (profile-TARGET-tracking-randwrite4k.txt).
 profile_target() {
 	local target=$1 orig=$2 cow=$3 id img
 	command -v perf >/dev/null || { error "no perf in the guest"; return; }
@@ -498,7 +500,12 @@ profile_target() {
 	target_disks=("$orig" "$cow")
 	# shellcheck disable=SC2086
 	perf_fio "$target-raw-seqwrite1m" "$orig" ${WORKLOAD[seqwrite1m]} --runtime="$runtime" --time_based
+	# shellcheck disable=SC2086
+	perf_fio "$target-raw-randwrite4k" "$orig" ${WORKLOAD[randwrite4k]} --runtime="$runtime" --time_based
+	# shellcheck disable=SC2086
 	if $BLKSNAP attach -d "$orig" >/dev/null &&
+		perf_fio "$target-tracking-randwrite4k" "$orig" ${WORKLOAD[randwrite4k]} \
+			--runtime="$runtime" --time_based &&
 		id=$(snap_new "$cow" "$(blockdev --getsize64 "$cow")" "$orig") &&
 		python3 bench/take.py "$id" >/dev/null && img=$(image_of "$orig") && wait_for "$img"; then
 		perf_round "$target-blksnap" "$orig" "$img" "$cow"

@@ -13,8 +13,8 @@
 # BLKSNAP_BENCH_KDIR=DIR skips the build and boots the kernel built in DIR
 # with the module and tools already built; BLKSNAP_BENCH_PARTS runs only
 # some of "memory take virtio loop", or "profile": perf profiles of
-# first-touch writes, rewrites and copied-image reads, blksnap and dm-snapshot
-# (profile-*.txt);
+# tracked writes, first-touch writes, rewrites and copied-image reads,
+# blksnap and dm-snapshot (profile-*.txt);
 # BLKSNAP_BENCH_REPS changes the number of repetitions. Such runs never
 # write bench/RESULTS.md.
 set -euo pipefail
