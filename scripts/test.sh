@@ -27,7 +27,7 @@ echo "== VM: $flavour kernel"
 out=$BLKSNAP_CACHE/results-$flavour
 tests=("$@")
 [ ${#tests[@]} -gt 0 ] || tests=(tests/t_*.sh)
-per_test=300
+per_test=600
 [ $flavour = debug ] && per_test=900
 per_test=${BLKSNAP_TEST_TIMEOUT:-$per_test}
 env_vars="BLKSNAP_MODULE=$BLKSNAP_CACHE/module-$flavour/blksnap.ko \

@@ -8,7 +8,7 @@
 cd "$(dirname "$0")/.." || exit 1
 tests=("$@")
 [ ${#tests[@]} -gt 0 ] || tests=(tests/t_*.sh)
-per_test=${BLKSNAP_TEST_TIMEOUT:-300}
+per_test=${BLKSNAP_TEST_TIMEOUT:-600}
 
 # Whether PATH holds the checkout or the module (a checkout or cache in /tmp
 # is bound into the guest's /tmp).
