@@ -16,6 +16,24 @@ SPLATS = re.compile(
     r"INFO: possible|DEBUG_LOCKS_WARN_ON|suspected memory leak|"
     r"unreferenced object|detected stalls|blocked for more than"
 )
+# A stack dump is a splat too (sysfs_warn_dup, for one, names no BUG or
+# WARNING), unless the lines before it show one that a test asks for.
+EXPECTED_DUMPS = re.compile(r"invoked oom-killer|page allocation failure|FAULT_INJECTION: forcing a failure")
+DUMP_HEADER_LINES = 8
+
+
+def unexpected_dumps(lines):
+    """For each stack dump not preceded by an expected cause, the line
+    before its "CPU:" line (what the kernel said of the cause)."""
+    found = []
+    for i, line in enumerate(lines):
+        if "Call Trace:" not in line:
+            continue
+        before = lines[max(0, i - DUMP_HEADER_LINES):i]
+        if not any(EXPECTED_DUMPS.search(b) for b in before):
+            cpu = [j for j, b in enumerate(before) if re.search(r"\bCPU: \d+", b)]
+            found.append(before[cpu[-1] - 1] if cpu and cpu[-1] > 0 else line)
+    return found
 
 def main():
     out, expected, host_rc = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -44,6 +62,7 @@ def main():
             print("#   " + line)
 
     splats = [l for l in console.splitlines() + output.splitlines() if SPLATS.search(l)]
+    splats += unexpected_dumps(console.splitlines())
     if splats:
         print("not ok - kernel log clean")
         for line in splats[:40]:
