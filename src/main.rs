@@ -72,7 +72,7 @@ impl kernel::Module for Blksnap {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let bio_set = BioSet::publish()?;
         let workqueue = WORKQUEUE.publish(KBox::pin(OwnedQueue::new()?, GFP_KERNEL)?);
-        let snapshots = SNAPSHOTS.publish(KBox::pin_init(Snapshots::new(), GFP_KERNEL)?);
+        let snapshots = SNAPSHOTS.publish(KBox::pin_init(Snapshots::new()?, GFP_KERNEL)?);
         let filter = kapi::blkfilter::Registration::new(c_str!("blksnap"), module)?;
         let control = kapi::control::Registration::new()?;
         Ok(Self {

@@ -23,7 +23,7 @@ use crate::{
         params::{self, DelayPoint},
         random,
     },
-    snapimage::{SnapImage, NAME_LEN},
+    snapimage::{ImageNames, SnapImage, NAME_LEN},
     tracker::Tracker,
 };
 
@@ -145,8 +145,9 @@ impl Snapshot {
     }
 
     /// Take the snapshot: freeze every device, switch change tracking and
-    /// start copy-on-write, thaw, then show the images. All or nothing.
-    fn take(&self) -> Result {
+    /// start copy-on-write, thaw, then show the images under the names
+    /// held in `names`. All or nothing.
+    fn take(&self, names: &Arc<ImageNames>) -> Result {
         let mut state = self.state.lock();
         if state.destroyed {
             return Err(ESRCH);
@@ -163,7 +164,9 @@ impl Snapshot {
         }
         // Everything that can fail or allocate is done before the freeze.
         let mut prepared = KVec::with_capacity(state.members.len(), GFP_KERNEL)?;
+        let mut holds = KVec::with_capacity(state.members.len(), GFP_KERNEL)?;
         for m in state.members.iter() {
+            holds.push(names.hold(m.orig.bdev().dev_id())?, GFP_KERNEL)?;
             let area = DiffArea::new(m.tracker.clone(), m.orig.clone(), self.storage.clone(), self.events.clone())?;
             let new_map = m.tracker.prepare_take(area.capacity())?;
             prepared.push((area, new_map), GFP_KERNEL)?;
@@ -189,8 +192,8 @@ impl Snapshot {
         drop(frozen_queues);
         drop(frozen_fs);
 
-        for (m, (area, _)) in state.members.iter().zip(prepared.iter()) {
-            match SnapImage::new(m.orig.bdev(), area.clone()) {
+        for ((m, (area, _)), hold) in state.members.iter().zip(prepared.iter()).zip(holds) {
+            match SnapImage::new(m.orig.bdev(), area.clone(), hold) {
                 Ok(image) => images.push(image, GFP_KERNEL)?,
                 Err(e) => {
                     drop(images);
@@ -252,14 +255,17 @@ pub(crate) struct Snapshots {
     #[pin]
     all: Mutex<RBTree<SnapshotId, Arc<Snapshot>>>,
     created: AtomicU64,
+    image_names: Arc<ImageNames>,
 }
 
 impl Snapshots {
-    pub(crate) fn new() -> impl PinInit<Self> {
-        pin_init!(Self {
+    pub(crate) fn new() -> Result<impl PinInit<Self>> {
+        let image_names = ImageNames::new()?;
+        Ok(pin_init!(Self {
             all <- new_mutex!(RBTree::new()),
             created: AtomicU64::new(0),
-        })
+            image_names,
+        }))
     }
 
     /// A new snapshot with the storage at `path`, up to `limit` sectors.
@@ -287,7 +293,7 @@ impl Snapshots {
     pub(crate) fn take(&self, id: &SnapshotId) -> Result {
         let snapshot = self.find(id)?;
         params::debug_delay(DelayPoint::SnapshotFound);
-        snapshot.take()
+        snapshot.take(&self.image_names)
     }
 
     pub(crate) fn destroy(&self, id: &SnapshotId) -> Result {

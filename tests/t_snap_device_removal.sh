@@ -99,6 +99,27 @@ if [ "$res" != ok ]; then
 	echo "LOOP_CTL_REMOVE after destroy: $(loop_remove)"
 fi
 
+step "a device detached and attached again while a snapshot shows its image"
+# The older snapshot keeps the image /dev/blksnap-MAJ-MIN; a new snapshot of
+# the device cannot show its own under that name until the older one goes.
+snap_loop dev3 64M
+fill_random "$dev3" || fail "fill $dev3"
+dd if="$dev3" of="$w/before3" bs=1M iflag=direct status=none || fail "copy $dev3"
+snap_create_file id3 "$w/diff3" 64M "$dev3"
+snap_take "$id3"
+img3=$(image_of "$dev3")
+$BLKSNAP detach -d "$dev3" || fail "detach $dev3 while in a taken snapshot"
+snap_create_file id4 "$w/diff4" 64M "$dev3"
+expect_errno EBUSY $BLKSNAP snapshot_take -i "$id4"
+[ -b "$img3" ] || fail "the older snapshot's image went away"
+snap_destroy "$id3"
+snap_take "$id4"
+dd if=/dev/urandom of="$dev3" bs=1M seek=4 count=4 oflag=direct status=none || fail "write $dev3"
+cmp <(dd if="$img3" bs=1M iflag=direct status=none) "$w/before3" ||
+	fail "the new image does not hold the content at its take"
+snap_destroy "$id4"
+$BLKSNAP detach -d "$dev3" || fail "detach $dev3"
+
 step "the module unloads"
 rmmod blksnap || fail "rmmod after the devices went away"
 exit 0
